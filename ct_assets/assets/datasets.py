@@ -1,0 +1,116 @@
+"""Datasets: the frozen golden set and the freshness-checked training data set."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ct_assets.assets import DATASETS
+from ct_assets.assets.ingestion import raw_deltas
+from ct_assets.assets.metadata import table
+from ct_assets.errors import DataError
+from ct_assets.lib import datasets, registry
+from ct_assets.lib.ingest import utc_now
+from ct_assets.lib.warehouse import connect_writer, fetch_value, transaction
+from ct_assets.resources import SettingsResource
+
+
+class GoldenConfig(dg.Config):
+    """Rebuilding the golden set is an explicit act with a reason; otherwise the frozen one is kept."""
+
+    rebuild: bool = False
+    reason: str = ""
+
+
+@dg.asset(group_name=DATASETS, deps=[raw_deltas], kinds={"duckdb"}, code_version="1")
+def golden_dataset(context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource) -> dg.Output:
+    """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
+    is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
+    s = settings.load()
+    if config.rebuild and not config.reason.strip():
+        raise DataError("rebuilding the golden set needs a reason")
+    now = utc_now()
+    with connect_writer(s) as con, transaction(con):
+        old = datasets.active_golden(con)
+        golden = old
+        if old is None or config.rebuild:
+            golden = datasets.build_golden(con, s, reason=config.reason or "first build", run_id=context.run_id,
+                                           now=now)
+            if old is not None:
+                registry.record(con, action="golden_rebuilt", version=None, champion_after=registry.champion(con),
+                                now=now, data_hash=golden.golden_hash, reason=config.reason,
+                                metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
+                                run_id=context.run_id)
+    assert golden is not None
+    slice_rows = [{"slice": f"{col}={v}", "rows": n} for col, counts in golden.slice_counts.items()
+                  for v, n in counts.items()]
+    return dg.Output(
+        {"golden_hash": golden.golden_hash, "rows": golden.rows},
+        data_version=dg.DataVersion(golden.golden_hash),
+        metadata={
+            "golden_hash": golden.golden_hash,
+            "dagster/row_count": golden.rows,
+            "state": "frozen (reused)" if golden.reused and not config.rebuild else "built",
+            "built_at": str(golden.created_at),
+            "from_batches_up_to": golden.max_batch_id,
+            "slices": table(slice_rows, ["slice", "rows"]),
+        },
+    )
+
+
+TRAINING_CHECKS = {
+    "training_dataset_fresh": "The newest row in the training window is younger than [freshness] max_data_lag_hours.",
+}
+
+
+@dg.asset(
+    group_name=DATASETS,
+    deps=[raw_deltas],
+    kinds={"duckdb"},
+    code_version="1",
+    check_specs=[dg.AssetCheckSpec(n, asset="training_dataset", description=d) for n, d in TRAINING_CHECKS.items()],
+)
+def training_dataset(context: dg.AssetExecutionContext, settings: SettingsResource,
+                     golden_dataset: dict) -> Iterator:
+    """The training window of labelled rows (golden rows excluded), split in time order into train and
+    a recent holdout. A recorded selection over the append-only warehouse; its content hash is its
+    DataVersion."""
+    s = settings.load()
+    if not golden_dataset:
+        raise DataError("the golden set has not been built yet: materialize golden_dataset first")
+    now = utc_now()
+    with connect_writer(s) as con:
+        known = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?",
+                            [golden_dataset["golden_hash"]])
+        if not known:
+            raise DataError(f"golden set {golden_dataset['golden_hash']} is not in the warehouse")
+        ds = datasets.define_training_dataset(con, s, golden_dataset["golden_hash"])
+        datasets.record_dataset(con, ds, run_id=context.run_id, now=now)
+    yield dg.Output(
+        ds.to_json(),
+        data_version=dg.DataVersion(ds.dataset_hash),
+        metadata={
+            "dataset_hash": ds.dataset_hash,
+            "dagster/row_count": ds.n_train + ds.n_holdout,
+            "rows_train": ds.n_train,
+            "rows_holdout": ds.n_holdout,
+            "rows_unlabelled_skipped": ds.rows_unlabelled,
+            "window_start": str(ds.window_start),
+            "holdout_starts_at": str(ds.holdout_start_time),
+            "newest_event_time": str(ds.newest_event_time),
+            "up_to_batch": ds.max_batch_id,
+            "golden_hash": ds.golden_hash,
+            "train_hash": ds.train_hash,
+            "holdout_hash": ds.holdout_hash,
+        },
+    )
+    age_h = (now - ds.newest_event_time).total_seconds() / 3600
+    limit = s.freshness.max_data_lag_hours
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_fresh",
+        passed=age_h <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"newest training row is {age_h:.2f} h old; limit {limit} h",
+        metadata={"newest_event_time": str(ds.newest_event_time), "age_hours": round(age_h, 3),
+                  "limit_hours": limit},
+    )

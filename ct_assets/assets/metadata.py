@@ -1,0 +1,39 @@
+"""Small builders for the metadata the Dagster UI shows: tables from rows of plain values."""
+
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+_TYPES = {bool: "bool", int: "int", float: "float"}
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
+          limit: int = 200) -> dg.MetadataValue:
+    """A metadata table; column types come from the first non-null value of each column."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    kinds = {}
+    for c in columns:
+        sample = next((r.get(c) for r in rows if _cell(r.get(c)) is not None), None)
+        kinds[c] = _TYPES.get(type(sample), "string")
+    records = []
+    for r in rows[:limit]:
+        values = {}
+        for c in columns:
+            v = _cell(r.get(c))
+            values[c] = str(v) if kinds[c] == "string" and v is not None else v
+        records.append(dg.TableRecord(values))
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds[c]) for c in columns])
+    return dg.MetadataValue.table(records=records, schema=schema)

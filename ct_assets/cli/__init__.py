@@ -1,0 +1,1 @@
+"""The `ct-assets` command line."""

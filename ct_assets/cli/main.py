@@ -1,0 +1,207 @@
+"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, demo."""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from ct_assets.errors import CtError
+
+DEBUG_ENV = "CT_ASSETS_DEBUG"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, default=str), flush=True)
+
+
+def _settings():
+    from ct_assets.config import load_settings
+
+    return load_settings()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ct_assets.cli.runs import ensure_dagster_home
+    from ct_assets.lib.warehouse import init_warehouse
+
+    s = _settings()
+    created = init_warehouse(s)
+    home = ensure_dagster_home()
+    for path in created:
+        print(f"created {path}")
+    print(f"warehouse ready: {s.paths.warehouse} (config: {s.source}); DAGSTER_HOME={home}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ct_assets.config import effective_config_toml
+
+    sys.stdout.write(effective_config_toml(_settings()))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ct_assets.lib.simulator import SimulationOptions, simulate
+
+    opts = SimulationOptions(batches=args.batches, rows=args.rows, seed=args.seed, drift=args.drift,
+                             label_noise=args.label_noise, unlabelled=args.unlabelled,
+                             drift_slice=args.drift_slice, file_format=args.format)
+    for path in simulate(_settings(), opts):
+        print(path)
+    return 0
+
+
+def cmd_cycle(args: argparse.Namespace) -> int:
+    from ct_assets.cli.cycle import run_cycle
+
+    out = run_cycle(_settings(), force=args.force)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"verdict: {out['verdict']}")
+        print(f"champion: {out['champion_version'] or 'none'}; challenger: {out['challenger_version'] or 'none'}")
+        if out["failed_checks"]:
+            print("failed checks: " + ", ".join(out["failed_checks"]))
+        print(f"files: {out['ingested_files']} ingested, {out['quarantined_files']} quarantined, "
+              f"{out['duplicate_files']} duplicate; trigger: {out['trigger']['reason']}")
+    if out["verdict"] == "failed":
+        print(f"ct-assets: error: the CT run failed: {out.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ct_assets.cli.status import status
+
+    out = status(_settings())
+    if args.json:
+        _print_json(out)
+        return 0
+    champ = out["champion"]
+    print(f"champion: {out['champion_version'] or 'none'}"
+          + (f" ({champ['how']} {champ['since']}; data {champ['data_hash']}; {champ['metrics']})" if champ else ""))
+    print(f"rows: {out['rows_total']} in the warehouse ({out['rows_labelled']} labelled); "
+          f"{out['rows_since_training']} labelled since the champion's training (retrain at {out['retrain_threshold']})")
+    print(f"next: {'retrain due' if out['retrain_due'] else 'no retrain yet'} ({out['retrain_reason']})")
+    print(f"data lag: {out['data_lag_hours']} h; newest file: {out['newest_file_age_hours']} h old; "
+          f"pending files: {out['pending_files']}")
+    print(f"last verdict: {out['last_verdict'] or 'none'}")
+    if out["review_queue"]:
+        print("review queue: " + ", ".join(f"{q['version']} ({q['reason']})" for q in out["review_queue"]))
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    s = _settings()
+    if args.action == "list":
+        from ct_assets.cli.status import registry_listing
+
+        out = registry_listing(s)
+        if args.json:
+            _print_json(out)
+            return 0
+        print(f"champion: {out['champion_version'] or 'none'}")
+        for m in out["models"]:
+            print("  " + "  ".join(f"{k}={v}" for k, v in m.items()))
+        print("review queue: " + (", ".join(out["review_queue"]) or "empty"))
+        return 0
+    if args.action == "reject":
+        from ct_assets.cli.review import reject
+
+        entry = reject(s, args.version, args.reason)
+        print(f"rejected {entry.version}; champion stays {entry.champion_after or 'none'}")
+        return 0
+    from ct_assets.cli.review import change_champion
+
+    version = getattr(args, "version", None) or getattr(args, "to", None) or ""
+    out = change_champion(s, args.action, version, args.reason)
+    print(f"champion: {out['version']} ({out['action']}; was {out['previous'] or 'none'}; run {out['run_id']})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ct_assets.cli.demo import run_demo
+
+    return run_demo(_settings(), host=args.host, port=args.port, interval=args.interval, rows=args.rows,
+                    batches=args.batches)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ct-assets",
+        description="Continuous training of a tabular model as a Dagster asset graph. Configuration: the "
+                    "TOML file named by CT_ASSETS_CONFIG (defaults built in); Dagster instance: DAGSTER_HOME "
+                    "(default ./data/dagster).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("init", help="create or upgrade the warehouse and folders (idempotent)").set_defaults(func=cmd_init)
+    sub.add_parser("config", help="print the effective configuration as TOML").set_defaults(func=cmd_config)
+
+    sim = sub.add_parser("simulate", help="land synthetic delta files, continuing one stream across calls")
+    sim.add_argument("--batches", type=int, required=True)
+    sim.add_argument("--rows", type=int, required=True)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--drift", type=float, default=0.0, help="feature and concept drift, 0 (none) to 1 (strong)")
+    sim.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
+    sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
+    sim.add_argument("--drift-slice", default=None, help="COLUMN=VALUE: concept drift confined to that slice")
+    sim.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    sim.set_defaults(func=cmd_simulate)
+
+    cyc = sub.add_parser("cycle", help="ingest what has landed, then retrain if the condition holds")
+    cyc.add_argument("--force", action="store_true", help="run the CT job even if the retrain condition does not hold")
+    cyc.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
+    cyc.set_defaults(func=cmd_cycle)
+
+    st = sub.add_parser("status", help="champion, rows since its training, data lag, last verdict, pending files")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    reg = sub.add_parser("registry", help="the model registry and the review queue")
+    rsub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rl = rsub.add_parser("list", help="models, their state, the review queue")
+    rl.add_argument("--json", action="store_true")
+    for name, text in (("approve", "promote a blocked challenger, recording the override"),
+                       ("reject", "close a blocked challenger's review without promoting it")):
+        r = rsub.add_parser(name, help=text)
+        r.add_argument("version")
+        r.add_argument("--reason", required=True)
+    rb = rsub.add_parser("rollback", help="re-point the champion to the previous one (or --to VERSION)")
+    rb.add_argument("--to", default=None, metavar="VERSION")
+    rb.add_argument("--reason", required=True)
+    reg.set_defaults(func=cmd_registry)
+
+    demo = sub.add_parser("demo", help="the web UI with sensors running and a feeder landing deltas")
+    demo.add_argument("--host", default="127.0.0.1", help="address the web UI binds to (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=3000)
+    demo.add_argument("--interval", type=float, default=5.0, help="seconds between landed deltas")
+    demo.add_argument("--rows", type=int, default=4000, help="rows per landed delta")
+    demo.add_argument("--batches", type=int, default=0, help="stop feeding after this many deltas (0: never)")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CtError as e:
+        print(f"ct-assets: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ct-assets: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # anything unexpected: one line, the traceback only on request
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"ct-assets: error: {type(e).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Running ct_assets jobs through Dagster from the command line, on the instance at DAGSTER_HOME.
+
+Runs execute in this process (no daemon needed) and are recorded in the instance's storage, so the
+web UI shows them like any other run.
+"""
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ct_assets.errors import CtError
+
+DEFAULT_DAGSTER_HOME = "data/dagster"
+
+
+def ensure_dagster_home() -> Path:
+    """Make DAGSTER_HOME absolute (default: ./data/dagster) and give it the instance config we ship."""
+    raw = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
+    home = Path(raw).expanduser()
+    if not home.is_absolute():
+        home = Path.cwd() / home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    return home
+
+
+def instance() -> dg.DagsterInstance:
+    ensure_dagster_home()
+    return dg.DagsterInstance.get()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout (Python and C libraries alike) to stderr for the duration:
+    stdout is kept for the one JSON line of --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def run_job(name: str, *, tags: dict[str, str] | None = None, run_config: dict | None = None,
+            asset_selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
+    """Execute one of the project's jobs in this process, recorded in the DAGSTER_HOME instance."""
+    from ct_assets.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    inst = instance()
+    with stdout_to_stderr():
+        return job.execute_in_process(
+            instance=inst,
+            raise_on_error=False,
+            tags=tags,
+            run_config=run_config,
+            asset_selection=[dg.AssetKey(k) for k in asset_selection] if asset_selection else None,
+        )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first step failure of a run, as one line without the exception class path."""
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
+            err: Any = event.step_failure_data.error
+            while err is not None and err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",
+                                                                                  "DagsterUserCodeExecutionError"):
+                err = err.cause
+            text = (err.message if err is not None else "step failed").strip()
+            first = text.splitlines()[0] if text else "step failed"
+            if ": " in first and first.split(": ", 1)[0].count(".") >= 1:
+                first = first.split(": ", 1)[1]
+            return f"{event.step_key}: {first}"
+    return "the run failed"
+
+
+def require_success(result: dg.ExecuteInProcessResult, what: str) -> None:
+    if not result.success:
+        raise CtError(f"{what} failed (run {result.run_id}): {failure_message(result)}")

@@ -1,0 +1,44 @@
+"""Jobs: ingest landed files, run the continuous-training loop, change the champion, check freshness."""
+
+
+import dagster as dg
+
+from ct_assets.assets.datasets import golden_dataset, training_dataset
+from ct_assets.assets.ingestion import (
+    champion_model_data_lag_within_limit,
+    raw_deltas,
+    raw_deltas_newest_file_fresh,
+)
+from ct_assets.assets.registry import champion_model
+from ct_assets.assets.training import challenger_model
+from ct_assets.assets.validation import validation_report
+
+FRESHNESS_CHECKS = dg.AssetSelection.checks(raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit)
+CT_ASSETS = [golden_dataset, training_dataset, challenger_model, validation_report, champion_model]
+TRIGGER_TAG = "ct_assets/trigger"
+BATCH_TAG = "ct_assets/newest_batch"
+
+ingest_job = dg.define_asset_job(
+    name="ingest_job",
+    selection=dg.AssetSelection.assets(raw_deltas) | FRESHNESS_CHECKS,
+    description="Ingest every ready file in the landing folder into raw_deltas, with its checks.",
+)
+
+ct_job = dg.define_asset_job(
+    name="ct_job",
+    selection=dg.AssetSelection.assets(*CT_ASSETS) | dg.AssetSelection.checks(champion_model_data_lag_within_limit),
+    description="Continuous training: training data set, challenger, validation report with its blocking "
+                "checks, and promotion (golden set built first when missing).",
+)
+
+registry_job = dg.define_asset_job(
+    name="registry_job",
+    selection=dg.AssetSelection.assets(champion_model),
+    description="A person's registry action: approve a blocked challenger or roll the champion back.",
+)
+
+freshness_job = dg.define_asset_job(
+    name="freshness_job",
+    selection=FRESHNESS_CHECKS,
+    description="Freshness checks only: newest landed file age and the champion's data lag.",
+)

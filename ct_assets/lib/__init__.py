@@ -1,0 +1,1 @@
+"""Plain logic of the continuous-training loop: no Dagster imports here, unit-tested directly."""

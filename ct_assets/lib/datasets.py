@@ -1,0 +1,287 @@
+"""The golden set (frozen, stratified, never trained on) and the training data set (a recorded selection).
+
+A training data set is not a copy: `raw_deltas` is append-only, so a selection recorded as (newest
+batch, window start, holdout boundary, golden version) names the same rows forever. Its content hash
+(count, sum and XOR of the rows' hashes, for train and holdout) is its version. Rows are always read
+in one canonical total order (event time, then row id or row hash), because LightGBM can train a
+different model on the same rows in another order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from ct_assets.config import Settings
+from ct_assets.errors import DataError
+from ct_assets.lib.hashing import AGGREGATE_SQL, combine, data_hash, key_hash_sql
+from ct_assets.lib.warehouse import fetch_one, fetch_value, quote, raw_delta_columns
+
+
+@dataclass(frozen=True)
+class GoldenInfo:
+    golden_hash: str
+    rows: int
+    max_batch_id: int
+    slice_counts: dict[str, dict[str, int]]
+    created_at: datetime
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    dataset_hash: str
+    max_batch_id: int
+    window_start: datetime
+    newest_event_time: datetime
+    holdout_start_time: datetime
+    golden_hash: str
+    n_train: int
+    n_holdout: int
+    train_hash: str
+    holdout_hash: str
+    rows_unlabelled: int
+
+    def to_json(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DatasetInfo:
+        out = dict(data)
+        for k in ("window_start", "newest_event_time", "holdout_start_time"):
+            out[k] = datetime.fromisoformat(out[k])
+        return cls(**out)
+
+
+def _key_order(settings: Settings, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    key = quote(settings.columns.row_id) if settings.columns.row_id else "_row_hash"
+    return f"{prefix}{quote(settings.columns.event_time)}, {prefix}{key}"
+
+
+def _key_column(settings: Settings) -> str:
+    return quote(settings.columns.row_id) if settings.columns.row_id else "_row_hash"
+
+
+# ---------------------------------------------------------------------------------------------- golden
+
+def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
+    row = fetch_one(
+        con,
+        "SELECT golden_hash, rows, max_batch_id, slice_counts, created_at FROM golden_versions "
+        "ORDER BY created_at DESC, golden_hash LIMIT 1",
+    )
+    if row is None:
+        return None
+    return GoldenInfo(row[0], int(row[1]), int(row[2]), json.loads(row[3] or "{}"), row[4], reused=True)
+
+
+def golden_quotas(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """How many rows to take from each slice cell: the golden fraction of it, raised so that every
+    slice value gets at least golden_min_rows_per_slice rows (when it has them), then capped."""
+    ds = settings.dataset
+    slices = list(settings.columns.slices)
+    n = cells["n"].to_list()
+    quota = [min(c, math.ceil(c * ds.golden_fraction)) for c in n]
+    for col in slices:
+        values = cells[col].to_list()
+        for v in set(values):
+            idx = [i for i, x in enumerate(values) if x == v]
+            have, avail = sum(quota[i] for i in idx), sum(n[i] for i in idx)
+            target = min(ds.golden_min_rows_per_slice, avail)
+            if 0 < have < target:
+                factor = target / have
+                for i in idx:
+                    quota[i] = min(n[i], math.ceil(quota[i] * factor))
+    total = sum(quota)
+    if total > ds.golden_max_rows:
+        factor = ds.golden_max_rows / total
+        quota = [max(1, math.floor(q * factor)) if q else 0 for q in quota]
+    return cells.with_columns(pl.Series("quota", quota, dtype=pl.Int64))
+
+
+def build_golden(con: duckdb.DuckDBPyConnection, settings: Settings, *, reason: str, run_id: str,
+                 now: datetime) -> GoldenInfo:
+    """Select and freeze a new golden set from the labelled rows now in the warehouse (caller holds
+    the writer lock and a transaction). Rows are chosen per slice cell by a stable hash of their key."""
+    cols = settings.columns
+    label = quote(cols.label)
+    slices = [quote(s) for s in cols.slices]
+    names = [n for n, _ in raw_delta_columns(settings)]
+    key_hash = key_hash_sql(cols.row_id, names)
+    part = ", ".join(slices) if slices else "NULL"
+    group = ", ".join(slices)
+    cells = con.sql(
+        f"SELECT {group + ', ' if group else ''}count(*) AS n FROM raw_deltas WHERE {label} IS NOT NULL"
+        + (f" GROUP BY {group} ORDER BY {group}" if group else "")
+    ).pl()
+    if cells.is_empty() or int(cells["n"].sum()) == 0:
+        raise DataError("cannot build the golden set: the warehouse has no labelled rows yet")
+    quotas = golden_quotas(cells, settings)
+    con.register("golden_quota", quotas.to_arrow())
+    try:
+        join = " AND ".join(f"r.{s} IS NOT DISTINCT FROM q.{s}" for s in slices) or "TRUE"
+        select_cols = ", ".join(f"r.{quote(n)}" for n in names)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE golden_pick AS
+            SELECT {select_cols}, r._batch_id, r._row_hash FROM (
+                SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY {key_hash}, _row_hash) AS _rk
+                FROM raw_deltas WHERE {label} IS NOT NULL
+            ) r JOIN golden_quota q ON {join}
+            WHERE r._rk <= q.quota"""
+        )
+    finally:
+        con.unregister("golden_quota")
+    count, total, xor = fetch_one(con, f"SELECT {AGGREGATE_SQL} FROM golden_pick") or (0, 0, 0)
+    ghash = data_hash(count, total, xor)
+    slice_counts = {
+        s: {str(k): int(v) for k, v in con.execute(
+            f"SELECT {quote(s)}, count(*) FROM golden_pick GROUP BY 1 ORDER BY 1").fetchall()}
+        for s in cols.slices
+    }
+    max_batch = int(fetch_value(con, "SELECT coalesce(max(_batch_id), 0) FROM golden_pick") or 0)
+    exists = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [ghash])
+    if not exists:
+        con.execute("INSERT INTO golden_rows SELECT *, ? FROM golden_pick", [ghash])
+        con.execute(
+            "INSERT INTO golden_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [ghash, now, int(count), max_batch, json.dumps(slice_counts), reason, run_id or None],
+        )
+    con.execute("DROP TABLE golden_pick")
+    return GoldenInfo(ghash, int(count), max_batch, slice_counts, now, reused=bool(exists))
+
+
+def read_golden(con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str) -> pl.DataFrame:
+    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    return con.sql(
+        f"SELECT {names} FROM golden_rows WHERE _golden_hash = ? ORDER BY {_key_order(settings)}",
+        params=[golden_hash],
+    ).pl()
+
+
+# ------------------------------------------------------------------------------------------- training
+
+def define_training_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str) -> DatasetInfo:
+    """Record the current training window (labelled, golden rows excluded) and its time-ordered split."""
+    cols = settings.columns
+    et, label = quote(cols.event_time), quote(cols.label)
+    max_batch = int(fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'")
+                    or 0)
+    newest = fetch_value(
+        con, f"SELECT max({et}) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NOT NULL", [max_batch])
+    if newest is None:
+        raise DataError("no labelled rows in the warehouse yet: nothing to train on")
+    window_start = newest - timedelta(days=settings.dataset.window_days)
+    base = _selection_sql(settings)
+    params = {"max_batch": max_batch, "window_start": window_start, "golden": golden_hash}
+    n = int(fetch_value(con, f"SELECT count(*) FROM ({base})", params) or 0)
+    n_holdout = max(1, round(n * settings.dataset.holdout_fraction))
+    if n - n_holdout < settings.dataset.min_train_rows:
+        raise DataError(
+            f"only {n} labelled non-golden rows in the training window ({n - n_holdout} for training); "
+            f"[dataset] min_train_rows is {settings.dataset.min_train_rows}"
+        )
+    # The holdout starts at the event time below which the oldest (1 - fraction) of rows lie; rows
+    # sharing that timestamp all go to the holdout, so the split is by time, never within an instant.
+    boundary = fetch_value(
+        con,
+        f"SELECT {et} FROM ({base}) ORDER BY {_key_order(settings)} LIMIT 1 OFFSET $offset",
+        {**params, "offset": n - n_holdout},
+    )
+    agg = fetch_one(
+        con,
+        f"SELECT {_aggregate(f'{et} < $boundary')}, {_aggregate(f'{et} >= $boundary')} FROM ({base})",
+        {**params, "boundary": boundary},
+    )
+    assert agg is not None
+    n_train, train_hash = int(agg[0]), data_hash(*agg[0:3])
+    n_hold, holdout_hash = int(agg[3]), data_hash(*agg[3:6])
+    if n_train < settings.dataset.min_train_rows or n_hold == 0:
+        raise DataError(f"the time-ordered split leaves {n_train} training and {n_hold} holdout rows")
+    unlabelled = int(fetch_value(
+        con, f"SELECT count(*) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NULL", [max_batch]) or 0)
+    return DatasetInfo(
+        dataset_hash=combine(train=train_hash, holdout=holdout_hash, golden=golden_hash),
+        max_batch_id=max_batch,
+        window_start=window_start,
+        newest_event_time=newest,
+        holdout_start_time=boundary,
+        golden_hash=golden_hash,
+        n_train=n_train,
+        n_holdout=n_hold,
+        train_hash=train_hash,
+        holdout_hash=holdout_hash,
+        rows_unlabelled=unlabelled,
+    )
+
+
+def _selection_sql(settings: Settings) -> str:
+    """Rows of a training window; named parameters $max_batch, $window_start, $golden."""
+    cols = settings.columns
+    et, label, key = quote(cols.event_time), quote(cols.label), _key_column(settings)
+    return (
+        f"SELECT * FROM raw_deltas d WHERE d._batch_id <= $max_batch AND d.{label} IS NOT NULL "
+        f"AND d.{et} >= $window_start "
+        f"AND NOT EXISTS (SELECT 1 FROM golden_rows g WHERE g._golden_hash = $golden AND g.{key} = d.{key})"
+    )
+
+
+def _aggregate(where: str) -> str:
+    """AGGREGATE_SQL over the rows matching `where`."""
+    return (f"count(*) FILTER (WHERE {where}), coalesce(sum(_row_hash) FILTER (WHERE {where}), 0), "
+            f"coalesce(bit_xor(_row_hash) FILTER (WHERE {where}), 0)")
+
+
+def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: str, now: datetime) -> bool:
+    """Store the selection (once per content hash). Returns True when it was new."""
+    exists = fetch_value(con, "SELECT count(*) FROM dataset_versions WHERE dataset_hash = ?", [ds.dataset_hash])
+    if exists:
+        return False
+    con.execute(
+        "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [ds.dataset_hash, now, ds.max_batch_id, ds.window_start, ds.newest_event_time, ds.golden_hash,
+         ds.n_train, ds.n_holdout, ds.train_hash, ds.holdout_hash, ds.holdout_start_time, ds.rows_unlabelled,
+         run_id or None],
+    )
+    return True
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetInfo:
+    row = fetch_one(
+        con,
+        "SELECT dataset_hash, max_batch_id, window_start, newest_event_time, holdout_start_time, golden_hash, "
+        "n_train, n_holdout, train_hash, holdout_hash, rows_unlabelled FROM dataset_versions WHERE dataset_hash = ?",
+        [dataset_hash],
+    )
+    if row is None:
+        raise DataError(f"no training data set {dataset_hash} in the warehouse")
+    return DatasetInfo(
+        dataset_hash=row[0], max_batch_id=int(row[1]), window_start=row[2], newest_event_time=row[3],
+        holdout_start_time=row[4], golden_hash=row[5], n_train=int(row[6]), n_holdout=int(row[7]),
+        train_hash=row[8], holdout_hash=row[9], rows_unlabelled=int(row[10]),
+    )
+
+
+def read_split(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, part: str) -> pl.DataFrame:
+    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow)."""
+    if part not in ("train", "holdout"):
+        raise ValueError(part)
+    et = quote(settings.columns.event_time)
+    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    cmp = "<" if part == "train" else ">="
+    sql = (f"SELECT {names} FROM ({_selection_sql(settings)}) WHERE {et} {cmp} $boundary "
+           f"ORDER BY {_key_order(settings)}")
+    frame = con.sql(sql, params={"max_batch": ds.max_batch_id, "window_start": ds.window_start,
+                                 "golden": ds.golden_hash, "boundary": ds.holdout_start_time}).pl()
+    expected = ds.n_train if part == "train" else ds.n_holdout
+    if frame.height != expected:
+        raise DataError(
+            f"data set {ds.dataset_hash}: read {frame.height} {part} rows, recorded {expected}; "
+            "the warehouse rows behind it changed"
+        )
+    return frame

@@ -1,0 +1,68 @@
+"""Binary classification metrics on numpy arrays (labels 0/1, scores = predicted probabilities)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ct_assets.config import LOWER_IS_BETTER
+
+EPS = 1e-15
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (ties counted half); NaN when only one class is present."""
+    y = np.asarray(y)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) == 0:
+        return math.nan
+    q = np.clip(p, EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p - y) ** 2)) if len(y) else math.nan
+
+
+def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of the decision p >= threshold."""
+    pred = p >= threshold
+    tp = float(np.sum(pred & (y == 1)))
+    fp = float(np.sum(pred & (y == 0)))
+    fn = float(np.sum(~pred & (y == 1)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def all_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every reported metric, by its config name."""
+    return {
+        "roc_auc": roc_auc(y, p),
+        "log_loss": log_loss(y, p),
+        "brier": brier(y, p),
+        **at_threshold(y, p, threshold),
+    }
+
+
+def improvement(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is (positive = better), whatever the metric's direction."""
+    diff = challenger - champion
+    return -diff if metric in LOWER_IS_BETTER else diff
+
+
+def meets_floor(metric: str, value: float, floor: float) -> bool:
+    if math.isnan(value):
+        return False
+    return value <= floor if metric in LOWER_IS_BETTER else value >= floor

@@ -1,0 +1,219 @@
+"""The Great Expectations 1.x suite that every landed delta must pass before it is appended.
+
+The suite is built in code from the configuration and run on an ephemeral GX context. GX validates
+pandas frames, so the polars frame is converted here, at this one boundary. GX is imported lazily
+(it costs seconds to import) and its progress bars are switched off through the context.
+
+Each expectation feeds one of the `raw_deltas` check specs, named by CHECKS.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from ct_assets.config import Settings
+
+# check name -> what it asserts (the check specs of raw_deltas)
+CHECKS: dict[str, str] = {
+    "raw_deltas_schema_valid": "Every configured column is present with a usable type.",
+    "raw_deltas_required_not_null": "Required columns (event time, row id, required features) have no nulls.",
+    "raw_deltas_values_valid": "Values are within the configured ranges and categories, labels within their "
+                               "classes, and event times not in the future.",
+    "raw_deltas_row_ids_unique": "Row ids are unique within each delta.",
+}
+
+NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float32", "float64", "Int64", "Float64"]
+TIME_TYPES = ["datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
+FUTURE_COLUMN_SUFFIX = "__seconds_ahead"  # derived: event time minus validation time, in seconds
+FINITE_LIMIT = 1.0e308
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation's result, in the words the check tables show."""
+
+    check: str
+    expectation: str
+    column: str
+    success: bool
+    observed: str
+    unexpected_count: int | None
+    element_count: int | None
+
+    def describe(self) -> str:
+        """One line: which column broke which expectation, how often, and what was seen."""
+        parts = []
+        if self.unexpected_count:
+            parts.append(f"{self.unexpected_count} of {self.element_count} rows")
+        if self.observed:
+            parts.append(f"observed {self.observed}")
+        tail = f" ({'; '.join(parts)})" if parts else ""
+        return f"column '{self.column}' fails {self.expectation}{tail}"
+
+
+_GX_LOCK = threading.Lock()
+_GX_STATE: dict[str, Any] = {}
+
+
+def _batch_definition() -> Any:
+    """One ephemeral GX context per process, with progress bars off."""
+    with _GX_LOCK:
+        if "bd" not in _GX_STATE:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+            source = ctx.data_sources.add_pandas("ct_assets_deltas")
+            asset = source.add_dataframe_asset("delta")
+            _GX_STATE["bd"] = asset.add_batch_definition_whole_dataframe("whole_delta")
+            _GX_STATE["gx"] = gx
+        return _GX_STATE["bd"]
+
+
+def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str, Any]]:
+    """(check name, column, expectation) for a delta with the given columns."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    cols = settings.columns
+    out: list[tuple[str, str, Any]] = []
+    stored = settings.stored_columns
+    for name in stored:
+        out.append(("raw_deltas_schema_valid", name, E.ExpectColumnToExist(column=name)))
+
+    def when_present(check: str, column: str, exp: Any) -> None:
+        if column in present:
+            out.append((check, column, exp))
+
+    et = cols.event_time
+    when_present("raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES))
+    when_present("raw_deltas_required_not_null", et, E.ExpectColumnValuesToNotBeNull(column=et))
+    ahead = et + FUTURE_COLUMN_SUFFIX
+    when_present("raw_deltas_values_valid", ahead, E.ExpectColumnValuesToBeBetween(
+        column=ahead, max_value=settings.freshness.max_future_minutes * 60.0))
+    if cols.row_id:
+        rid = cols.row_id
+        when_present("raw_deltas_schema_valid", rid, _type_expectation(E, rid, cols.row_id_type == "integer"))
+        when_present("raw_deltas_required_not_null", rid, E.ExpectColumnValuesToNotBeNull(column=rid))
+        when_present("raw_deltas_row_ids_unique", rid, E.ExpectColumnValuesToBeUnique(column=rid))
+    for f in settings.features:
+        if f.kind == "numeric":
+            when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, True))
+            lo = f.min if f.min is not None else -FINITE_LIMIT
+            hi = f.max if f.max is not None else FINITE_LIMIT
+            when_present("raw_deltas_values_valid", f.name,
+                         E.ExpectColumnValuesToBeBetween(column=f.name, min_value=lo, max_value=hi))
+        else:
+            when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, False))
+            if f.categories:
+                when_present("raw_deltas_values_valid", f.name,
+                             E.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
+        if f.required:
+            when_present("raw_deltas_required_not_null", f.name, E.ExpectColumnValuesToNotBeNull(column=f.name))
+    label = cols.label
+    when_present("raw_deltas_schema_valid", label, _type_expectation(E, label, not cols.label_is_text))
+    when_present("raw_deltas_values_valid", label,
+                 E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)))
+    return out
+
+
+def _type_expectation(E: Any, column: str, numeric: bool) -> Any:
+    # Text is checked as type "str": pandas 3 turns polars strings into its "str" dtype, which an
+    # in-type-list of names does not match, while this expectation does (and stays vectorised).
+    if numeric:
+        return E.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMERIC_TYPES)
+    return E.ExpectColumnValuesToBeOfType(column=column, type_="str")
+
+
+def gx_frame(frame: pl.DataFrame, settings: Settings, now: datetime) -> Any:
+    """The pandas frame GX validates: the delta's configured columns plus derived ones."""
+    et = settings.columns.event_time
+    keep = [c for c in settings.stored_columns if c in frame.columns]
+    view = frame.select(keep)
+    if et in frame.columns and frame.schema[et] == pl.Datetime("us"):
+        view = view.with_columns(
+            ((pl.col(et) - pl.lit(now)).dt.total_microseconds() / 1e6).alias(et + FUTURE_COLUMN_SUFFIX)
+        )
+    return view.to_pandas()
+
+
+def validate_delta(frame: pl.DataFrame, settings: Settings, now: datetime) -> list[Outcome]:
+    """Run the suite on one delta (already read and normalized); one Outcome per expectation."""
+    bd = _batch_definition()
+    gx = _GX_STATE["gx"]
+    pdf = gx_frame(frame, settings, now)
+    planned = _expectations(settings, set(pdf.columns))
+    by_id: dict[str, tuple[str, str]] = {}
+    exps = []
+    for check, column, exp in planned:
+        exps.append(exp)
+        by_id[_exp_key(exp)] = (check, column)
+    suite = gx.ExpectationSuite(name="ct_assets_delta", expectations=exps)
+    batch = bd.get_batch(batch_parameters={"dataframe": pdf})
+    result = batch.validate(suite, result_format="SUMMARY")
+    outcomes = []
+    for r in result.results:
+        cfg = r.expectation_config
+        check, column = by_id.get(_exp_key(cfg), ("raw_deltas_schema_valid", str(cfg.kwargs.get("column"))))
+        outcomes.append(_outcome(check, column, cfg.type, r.success, r.result or {}, r.exception_info))
+    order = {id_: i for i, id_ in enumerate(by_id)}
+    outcomes.sort(key=lambda o: (list(CHECKS).index(o.check), order.get(f"{o.expectation}|{o.column}", 0)))
+    return outcomes
+
+
+def _exp_key(exp: Any) -> str:
+    """'type|column' of an Expectation or of the ExpectationConfiguration in its result."""
+    if hasattr(exp, "configuration"):
+        return f"{exp.expectation_type}|{exp.configuration.kwargs.get('column')}"
+    return f"{exp.type}|{exp.kwargs.get('column')}"
+
+
+def _outcome(check: str, column: str, etype: str, success: bool | None, result: dict[str, Any],
+             exc: Any) -> Outcome:
+    display_column = column.removesuffix(FUTURE_COLUMN_SUFFIX)
+    observed = result.get("observed_value")
+    examples = result.get("partial_unexpected_list") or []
+    if isinstance(exc, dict) and exc.get("raised_exception"):
+        observed_text = str(exc.get("exception_message") or "error")[:200]
+    elif etype == "expect_column_to_exist":
+        observed_text = "present" if success else "missing"
+    elif column.endswith(FUTURE_COLUMN_SUFFIX) and examples:
+        worst = max(float(x) for x in examples)
+        observed_text = f"up to {worst / 60:.1f} minutes in the future"
+    elif observed is not None:
+        observed_text = str(observed)
+    elif examples:
+        observed_text = "e.g. " + ", ".join(_short(x) for x in examples[:3])
+    else:
+        observed_text = ""
+    return Outcome(
+        check=check,
+        expectation=etype,
+        column=display_column,
+        success=bool(success),
+        observed=observed_text,
+        unexpected_count=result.get("unexpected_count"),
+        element_count=result.get("element_count"),
+    )
+
+
+def _short(x: Any) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def first_failure(outcomes: list[Outcome]) -> Outcome | None:
+    for o in outcomes:
+        if not o.success:
+            return o
+    return None
