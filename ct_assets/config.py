@@ -229,8 +229,21 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         raw,
         "",
         source,
-        known={"task", "primary_metric", "decision_threshold", "paths", "columns", "features", "retrain",
-               "dataset", "gate", "freshness", "ingest", "training", "alerts"},
+        known={
+            "task",
+            "primary_metric",
+            "decision_threshold",
+            "paths",
+            "columns",
+            "features",
+            "retrain",
+            "dataset",
+            "gate",
+            "freshness",
+            "ingest",
+            "training",
+            "alerts",
+        },
     )
     task = top.text("task")
     if task != "binary":
@@ -240,23 +253,41 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         raise top.error("primary_metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     threshold = top.number("decision_threshold", lo=0.0, hi=1.0)
 
-    p = _Reader(top.table_of("paths"), "paths", source,
-                known={"warehouse", "landing", "quarantine", "archive", "models", "reports", "state"})
+    p = _Reader(
+        top.table_of("paths"),
+        "paths",
+        source,
+        known={"warehouse", "landing", "quarantine", "archive", "models", "reports", "state"},
+    )
 
     def resolve(key: str) -> Path:
         path = Path(p.text(key)).expanduser()
         return path if path.is_absolute() else (cwd / path)
 
-    paths = Paths(**{k: resolve(k) for k in ("warehouse", "landing", "quarantine", "archive", "models",
-                                             "reports", "state")})
+    paths = Paths(
+        **{
+            k: resolve(k)
+            for k in ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
+        }
+    )
 
-    c = _Reader(top.table_of("columns"), "columns", source,
-                known={"event_time", "label", "label_classes", "row_id", "row_id_type", "slices"})
+    c = _Reader(
+        top.table_of("columns"),
+        "columns",
+        source,
+        known={"event_time", "label", "label_classes", "row_id", "row_id_type", "slices"},
+    )
     classes = c.get("label_classes")
-    if (not isinstance(classes, list) or len(classes) != 2 or classes[0] == classes[1]
-            or not all(isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool)) for x in classes)
-            or isinstance(classes[0], str) != isinstance(classes[1], str)):
-        raise c.error("label_classes", f"must be two distinct integers or two distinct strings, got {classes!r}")
+    if (
+        not isinstance(classes, list)
+        or len(classes) != 2
+        or classes[0] == classes[1]
+        or not all(isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool)) for x in classes)
+        or isinstance(classes[0], str) != isinstance(classes[1], str)
+    ):
+        raise c.error(
+            "label_classes", f"must be two distinct integers or two distinct strings, got {classes!r}"
+        )
     row_id = c.text("row_id", allow_empty=True) or None
     row_id_type = c.text("row_id_type")
     if row_id_type not in ("integer", "string"):
@@ -285,9 +316,19 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
             raise ConfigError(f"config {source}: [columns] slices entry {s!r} must be a categorical feature")
 
     r = _Reader(top.table_of("retrain"), "retrain", source, known={"min_new_rows"})
-    d = _Reader(top.table_of("dataset"), "dataset", source,
-                known={"window_days", "holdout_fraction", "min_train_rows", "golden_fraction",
-                       "golden_max_rows", "golden_min_rows_per_slice"})
+    d = _Reader(
+        top.table_of("dataset"),
+        "dataset",
+        source,
+        known={
+            "window_days",
+            "holdout_fraction",
+            "min_train_rows",
+            "golden_fraction",
+            "golden_max_rows",
+            "golden_min_rows_per_slice",
+        },
+    )
     dataset = DatasetSettings(
         window_days=d.number("window_days", lo=0.0),
         holdout_fraction=d.number("holdout_fraction", lo=0.01, hi=0.9),
@@ -296,16 +337,24 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         golden_max_rows=d.integer("golden_max_rows", lo=10),
         golden_min_rows_per_slice=d.integer("golden_min_rows_per_slice", lo=0),
     )
-    g = _Reader(top.table_of("gate"), "gate", source,
-                known={"tolerance", "slice_tolerance", "min_slice_rows", "metric_floor"})
+    g = _Reader(
+        top.table_of("gate"),
+        "gate",
+        source,
+        known={"tolerance", "slice_tolerance", "min_slice_rows", "metric_floor"},
+    )
     gate = GateSettings(
         tolerance=g.number("tolerance", lo=0.0),
         slice_tolerance=g.number("slice_tolerance", lo=0.0),
         min_slice_rows=g.integer("min_slice_rows", lo=1),
         metric_floor=g.number("metric_floor"),
     )
-    fr = _Reader(top.table_of("freshness"), "freshness", source,
-                 known={"max_data_lag_hours", "max_file_age_hours", "max_future_minutes"})
+    fr = _Reader(
+        top.table_of("freshness"),
+        "freshness",
+        source,
+        known={"max_data_lag_hours", "max_file_age_hours", "max_future_minutes"},
+    )
     freshness = FreshnessSettings(
         max_data_lag_hours=fr.number("max_data_lag_hours", lo=0.0),
         max_file_age_hours=fr.number("max_file_age_hours", lo=0.0),
@@ -314,7 +363,9 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     ing = _Reader(top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds"})
     training = dict(top.table_of("training"))
     if training.get("objective", "binary") not in ("binary", "cross_entropy", "xentropy"):
-        raise ConfigError(f"config {source}: [training] objective must be a binary objective for task 'binary'")
+        raise ConfigError(
+            f"config {source}: [training] objective must be a binary objective for task 'binary'"
+        )
     al = _Reader(top.table_of("alerts"), "alerts", source, known={"webhook_url"})
     webhook = al.text("webhook_url", allow_empty=True)
     if webhook and not webhook.startswith(("http://", "https://")):
@@ -362,8 +413,12 @@ def _parse_features(table: dict[str, Any], source: str) -> tuple[Feature, ...]:
             out.append(Feature(name, kind, required, lo, hi, None))
         elif kind == "categorical":
             cats = spec.get("categories")
-            if cats is not None and (not isinstance(cats, list) or not cats
-                                     or not all(isinstance(x, str) for x in cats) or len(set(cats)) != len(cats)):
+            if cats is not None and (
+                not isinstance(cats, list)
+                or not cats
+                or not all(isinstance(x, str) for x in cats)
+                or len(set(cats)) != len(cats)
+            ):
                 raise f.error("categories", f"must be a non-empty list of distinct strings, got {cats!r}")
             if "min" in spec or "max" in spec:
                 raise f.error("min", "applies to numeric features only")

@@ -1,6 +1,5 @@
 """The one Dagster Definitions object of ct_assets (what `dagster dev` and `ct-assets` load)."""
 
-
 import dagster as dg
 
 from ct_assets.assets.datasets import golden_dataset, training_dataset
@@ -19,7 +18,14 @@ from ct_assets.sensors import freshness_schedule, landing_sensor, retrain_sensor
 settings_resource = SettingsResource()
 
 defs = dg.Definitions(
-    assets=[raw_deltas, golden_dataset, training_dataset, challenger_model, validation_report, champion_model],
+    assets=[
+        raw_deltas,
+        golden_dataset,
+        training_dataset,
+        challenger_model,
+        validation_report,
+        champion_model,
+    ],
     asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
     jobs=[ingest_job, ct_job, registry_job, freshness_job],
     sensors=[landing_sensor, retrain_sensor],

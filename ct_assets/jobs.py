@@ -1,6 +1,5 @@
 """Jobs: ingest landed files, run the continuous-training loop, change the champion, check freshness."""
 
-
 import dagster as dg
 
 from ct_assets.assets.datasets import golden_dataset, training_dataset
@@ -13,7 +12,9 @@ from ct_assets.assets.registry import champion_model
 from ct_assets.assets.training import challenger_model
 from ct_assets.assets.validation import validation_report
 
-FRESHNESS_CHECKS = dg.AssetSelection.checks(raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit)
+FRESHNESS_CHECKS = dg.AssetSelection.checks(
+    raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit
+)
 CT_ASSETS = [golden_dataset, training_dataset, challenger_model, validation_report, champion_model]
 TRIGGER_TAG = "ct_assets/trigger"
 BATCH_TAG = "ct_assets/newest_batch"
@@ -26,9 +27,10 @@ ingest_job = dg.define_asset_job(
 
 ct_job = dg.define_asset_job(
     name="ct_job",
-    selection=dg.AssetSelection.assets(*CT_ASSETS) | dg.AssetSelection.checks(champion_model_data_lag_within_limit),
+    selection=dg.AssetSelection.assets(*CT_ASSETS)
+    | dg.AssetSelection.checks(champion_model_data_lag_within_limit),
     description="Continuous training: training data set, challenger, validation report with its blocking "
-                "checks, and promotion (golden set built first when missing).",
+    "checks, and promotion (golden set built first when missing).",
 )
 
 registry_job = dg.define_asset_job(

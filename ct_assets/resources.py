@@ -1,6 +1,5 @@
 """Dagster resources: the configuration (and through it the warehouse) and a JSON hand-off IO manager."""
 
-
 import json
 import os
 from typing import Any

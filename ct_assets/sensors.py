@@ -1,6 +1,5 @@
 """Sensors (RUNNING by default, each with a cursor) and the freshness schedule."""
 
-
 import hashlib
 import json
 
@@ -16,8 +15,12 @@ from ct_assets.resources import SettingsResource
 
 LANDING_INTERVAL_SECONDS = 5
 RETRAIN_INTERVAL_SECONDS = 10
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 CT_SELECTION = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
 
 
@@ -33,16 +36,20 @@ def _in_flight(context: dg.SensorEvaluationContext, job_name: str) -> int:
     return len(runs)
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=LANDING_INTERVAL_SECONDS,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=LANDING_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """New ready files in the landing folder -> one ingest run (not while one is already in flight)."""
     s = settings.load()
     files = landing.ready_files(s.paths.landing)
     if not files:
         return dg.SkipReason(f"no ready files in {s.paths.landing}")
-    signature = hashlib.sha256(
-        "\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files).encode()).hexdigest()[:16]
+    signature = hashlib.sha256("\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files).encode()).hexdigest()[
+        :16
+    ]
     cursor = _cursor(context)
     if _in_flight(context, ingest_job.name):
         return dg.SkipReason(f"{len(files)} ready file(s) wait for the ingest run in flight")
@@ -54,8 +61,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
     )
 
 
-@dg.sensor(job=ct_job, minimum_interval_seconds=RETRAIN_INTERVAL_SECONDS,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=ct_job,
+    minimum_interval_seconds=RETRAIN_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """Labelled rows newer than the champion's training watermark >= [retrain] min_new_rows -> one CT run.
 
@@ -76,15 +86,23 @@ def retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
     if not decision.should_run:
         return dg.SkipReason(decision.reason)
     if cursor.get("requested_batch") == decision.newest_batch_id:
-        return dg.SkipReason(f"a CT run was already requested for data up to batch {decision.newest_batch_id}")
-    context.update_cursor(json.dumps({"requested_batch": decision.newest_batch_id,
-                                      "rows_since_training": decision.rows_since_training}))
+        return dg.SkipReason(
+            f"a CT run was already requested for data up to batch {decision.newest_batch_id}"
+        )
+    context.update_cursor(
+        json.dumps(
+            {"requested_batch": decision.newest_batch_id, "rows_since_training": decision.rows_since_training}
+        )
+    )
     selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
     return dg.RunRequest(
         run_key=f"ct-batch-{decision.newest_batch_id}",
         asset_selection=[dg.AssetKey(k) for k in selection],
-        tags={TRIGGER_TAG: "rows", BATCH_TAG: str(decision.newest_batch_id),
-              "ct_assets/reason": decision.reason[:200]},
+        tags={
+            TRIGGER_TAG: "rows",
+            BATCH_TAG: str(decision.newest_batch_id),
+            "ct_assets/reason": decision.reason[:200],
+        },
     )
 
 

@@ -1,6 +1,5 @@
 """Datasets: the frozen golden set and the freshness-checked training data set."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -23,7 +22,9 @@ class GoldenConfig(dg.Config):
 
 
 @dg.asset(group_name=DATASETS, deps=[raw_deltas], kinds={"duckdb"}, code_version="1")
-def golden_dataset(context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource) -> dg.Output:
+def golden_dataset(
+    context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource
+) -> dg.Output:
     """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
     is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
     s = settings.load()
@@ -34,16 +35,27 @@ def golden_dataset(context: dg.AssetExecutionContext, config: GoldenConfig, sett
         old = datasets.active_golden(con)
         golden = old
         if old is None or config.rebuild:
-            golden = datasets.build_golden(con, s, reason=config.reason or "first build", run_id=context.run_id,
-                                           now=now)
+            golden = datasets.build_golden(
+                con, s, reason=config.reason or "first build", run_id=context.run_id, now=now
+            )
             if old is not None:
-                registry.record(con, action="golden_rebuilt", version=None, champion_after=registry.champion(con),
-                                now=now, data_hash=golden.golden_hash, reason=config.reason,
-                                metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
-                                run_id=context.run_id)
+                registry.record(
+                    con,
+                    action="golden_rebuilt",
+                    version=None,
+                    champion_after=registry.champion(con),
+                    now=now,
+                    data_hash=golden.golden_hash,
+                    reason=config.reason,
+                    metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
+                    run_id=context.run_id,
+                )
     assert golden is not None
-    slice_rows = [{"slice": f"{col}={v}", "rows": n} for col, counts in golden.slice_counts.items()
-                  for v, n in counts.items()]
+    slice_rows = [
+        {"slice": f"{col}={v}", "rows": n}
+        for col, counts in golden.slice_counts.items()
+        for v, n in counts.items()
+    ]
     return dg.Output(
         {"golden_hash": golden.golden_hash, "rows": golden.rows},
         data_version=dg.DataVersion(golden.golden_hash),
@@ -68,10 +80,13 @@ TRAINING_CHECKS = {
     deps=[raw_deltas],
     kinds={"duckdb"},
     code_version="1",
-    check_specs=[dg.AssetCheckSpec(n, asset="training_dataset", description=d) for n, d in TRAINING_CHECKS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(n, asset="training_dataset", description=d) for n, d in TRAINING_CHECKS.items()
+    ],
 )
-def training_dataset(context: dg.AssetExecutionContext, settings: SettingsResource,
-                     golden_dataset: dict) -> Iterator:
+def training_dataset(
+    context: dg.AssetExecutionContext, settings: SettingsResource, golden_dataset: dict
+) -> Iterator:
     """The training window of labelled rows (golden rows excluded), split in time order into train and
     a recent holdout. A recorded selection over the append-only warehouse; its content hash is its
     DataVersion."""
@@ -80,8 +95,9 @@ def training_dataset(context: dg.AssetExecutionContext, settings: SettingsResour
         raise DataError("the golden set has not been built yet: materialize golden_dataset first")
     now = utc_now()
     with connect_writer(s) as con:
-        known = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?",
-                            [golden_dataset["golden_hash"]])
+        known = fetch_value(
+            con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [golden_dataset["golden_hash"]]
+        )
         if not known:
             raise DataError(f"golden set {golden_dataset['golden_hash']} is not in the warehouse")
         ds = datasets.define_training_dataset(con, s, golden_dataset["golden_hash"])
@@ -111,6 +127,9 @@ def training_dataset(context: dg.AssetExecutionContext, settings: SettingsResour
         passed=age_h <= limit,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"newest training row is {age_h:.2f} h old; limit {limit} h",
-        metadata={"newest_event_time": str(ds.newest_event_time), "age_hours": round(age_h, 3),
-                  "limit_hours": limit},
+        metadata={
+            "newest_event_time": str(ds.newest_event_time),
+            "age_hours": round(age_h, 3),
+            "limit_hours": limit,
+        },
     )

@@ -1,6 +1,5 @@
 """Ingestion: landed files into `raw_deltas`, with Great Expectations checks and freshness checks."""
 
-
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -30,16 +29,32 @@ def gx_check_results(report: IngestReport) -> Iterator[dg.AssetCheckResult]:
             for o in f.outcomes:
                 if o.check != check:
                     continue
-                rows.append({"file": f.name, "expectation": o.expectation, "column": o.column, "success": o.success,
-                             "observed": o.observed, "unexpected_count": o.unexpected_count,
-                             "element_count": o.element_count})
+                rows.append(
+                    {
+                        "file": f.name,
+                        "expectation": o.expectation,
+                        "column": o.column,
+                        "success": o.success,
+                        "observed": o.observed,
+                        "unexpected_count": o.unexpected_count,
+                        "element_count": o.element_count,
+                    }
+                )
                 if not o.success:
                     failed_files.add(f.name)
         if check == "raw_deltas_schema_valid":
             for f in unreadable:
-                rows.append({"file": f.name, "expectation": "file is readable", "column": "", "success": False,
-                             "observed": f.reason.split(": ", 1)[-1], "unexpected_count": None,
-                             "element_count": None})
+                rows.append(
+                    {
+                        "file": f.name,
+                        "expectation": "file is readable",
+                        "column": "",
+                        "success": False,
+                        "observed": f.reason.split(": ", 1)[-1],
+                        "unexpected_count": None,
+                        "element_count": None,
+                    }
+                )
                 failed_files.add(f.name)
         rows.sort(key=lambda r: (r["success"], r["file"]))  # failures first
         yield dg.AssetCheckResult(
@@ -48,7 +63,8 @@ def gx_check_results(report: IngestReport) -> Iterator[dg.AssetCheckResult]:
             severity=dg.AssetCheckSeverity.WARN,
             description=description,
             metadata={
-                "files_checked": len(validated) + (len(unreadable) if check == "raw_deltas_schema_valid" else 0),
+                "files_checked": len(validated)
+                + (len(unreadable) if check == "raw_deltas_schema_valid" else 0),
                 "files_failed": len(failed_files),
                 "failed_files": ", ".join(sorted(failed_files)) or "none",
                 "expectations": table(rows, CHECK_COLUMNS),
@@ -72,12 +88,21 @@ def raw_deltas(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     report = ingest_landed_files(s, run_id=context.run_id)
     with connect_reader(s, wait_seconds=30) as con:
         total, batches, newest = fetch_one(
-            con, "SELECT (SELECT count(*) FROM raw_deltas), coalesce(max(batch_id), 0), "
-                 "max(max_event_time) FROM ingest_log WHERE status = 'ingested'") or (0, 0, None)
+            con,
+            "SELECT (SELECT count(*) FROM raw_deltas), coalesce(max(batch_id), 0), "
+            "max(max_event_time) FROM ingest_log WHERE status = 'ingested'",
+        ) or (0, 0, None)
     files = [
-        {"file": f.name, "status": f.status, "batch_id": f.batch_id, "rows": f.rows,
-         "rows_labelled": f.rows_labelled, "rows_duplicate_dropped": f.rows_duplicate, "reason": f.reason,
-         "stored_as": f.stored_as}
+        {
+            "file": f.name,
+            "status": f.status,
+            "batch_id": f.batch_id,
+            "rows": f.rows,
+            "rows_labelled": f.rows_labelled,
+            "rows_duplicate_dropped": f.rows_duplicate,
+            "reason": f.reason,
+            "stored_as": f.stored_as,
+        }
         for f in report.files
     ]
     for f in report.with_status("quarantined"):
@@ -137,7 +162,9 @@ def champion_model_data_lag_within_limit(settings: SettingsResource) -> dg.Asset
         passed, text = False, "no champion yet: every ingested row is unserved by a model"
     else:
         passed = fr.data_lag_hours is not None and fr.data_lag_hours <= limit
-        text = f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)}"
+        text = (
+            f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)}"
+        )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,

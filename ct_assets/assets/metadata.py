@@ -1,6 +1,5 @@
 """Small builders for the metadata the Dagster UI shows: tables from rows of plain values."""
 
-
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,8 +19,9 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
-          limit: int = 200) -> dg.MetadataValue:
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, limit: int = 200
+) -> dg.MetadataValue:
     """A metadata table; column types come from the first non-null value of each column."""
     columns = list(columns or (rows[0].keys() if rows else []))
     kinds = {}

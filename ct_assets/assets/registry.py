@@ -1,6 +1,5 @@
 """Registry: the champion, changed only by a gated promotion, a person's approval, or a rollback."""
 
-
 import math
 from typing import Any
 
@@ -10,8 +9,8 @@ from ct_assets.assets import REGISTRY
 from ct_assets.assets.metadata import table
 from ct_assets.assets.validation import BLOCKING_CHECKS
 from ct_assets.errors import RegistryError
-from ct_assets.lib import registry
 from ct_assets.lib import model as lgbm
+from ct_assets.lib import registry
 from ct_assets.lib.datasets import active_golden, read_golden
 from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.metrics import all_metrics
@@ -62,15 +61,21 @@ def _golden_metrics(s, con, loaded: lgbm.LoadedModel) -> dict[str, Any]:
 
 
 @dg.asset(group_name=REGISTRY, kinds={"duckdb"}, code_version="1")
-def champion_model(context: dg.AssetExecutionContext, config: RegistryConfig, settings: SettingsResource,
-                   validation_report: dict | None) -> dg.Output:
+def champion_model(
+    context: dg.AssetExecutionContext,
+    config: RegistryConfig,
+    settings: SettingsResource,
+    validation_report: dict | None,
+) -> dg.Output:
     """The registry's champion. Promotes the validated challenger only after verifying, in this Dagster
     instance, that every blocking check of its report passed; materializing this asset alone after a
     failed gate cannot promote. Approvals and rollbacks by a person also land here, recorded in the
     append-only ledger with who, when and why."""
     s = settings.load()
     if config.action not in ACTIONS:
-        raise RegistryError(f"unknown registry action {config.action!r}; expected one of {', '.join(ACTIONS)}")
+        raise RegistryError(
+            f"unknown registry action {config.action!r}; expected one of {', '.join(ACTIONS)}"
+        )
     now = utc_now()
     who = config.actor or registry.actor()
     with connect_writer(s) as con, transaction(con):
@@ -99,14 +104,27 @@ def champion_model(context: dg.AssetExecutionContext, config: RegistryConfig, se
             "actor": who,
             "model_path": dg.MetadataValue.path(str(folder / lgbm.MODEL_FILE)),
             "data_hash": (entry.data_hash if entry else "") or "",
-            "ledger": table([{k: v for k, v in h.items() if k != "metrics"} for h in history],
-                            ["entry_id", "recorded_at", "action", "version", "champion_before", "champion_after",
-                             "verdict", "reason", "actor"]),
+            "ledger": table(
+                [{k: v for k, v in h.items() if k != "metrics"} for h in history],
+                [
+                    "entry_id",
+                    "recorded_at",
+                    "action",
+                    "version",
+                    "champion_before",
+                    "champion_after",
+                    "verdict",
+                    "reason",
+                    "actor",
+                ],
+            ),
         },
     )
 
 
-def _promote(context, con, report: dict | None, before: str | None, now, who: str) -> registry.LedgerEntry | None:
+def _promote(
+    context, con, report: dict | None, before: str | None, now, who: str
+) -> registry.LedgerEntry | None:
     if not report:
         raise RegistryError("no validation report to promote from: materialize validation_report first")
     version = report["challenger_version"]
@@ -114,16 +132,28 @@ def _promote(context, con, report: dict | None, before: str | None, now, who: st
         return None
     failed = blocking_checks_passed(context.instance, report["run_id"], version)
     if failed:
-        raise RegistryError(f"refusing to promote {version}: blocking checks not passed in run "
-                            f"{report['run_id']}: {', '.join(failed)}")
+        raise RegistryError(
+            f"refusing to promote {version}: blocking checks not passed in run "
+            f"{report['run_id']}: {', '.join(failed)}"
+        )
     if report.get("champion_version") != before:
         raise RegistryError(
             f"refusing to promote {version}: it was validated against {report.get('champion_version') or 'no champion'}"
             f", but the champion is now {before}; run the CT job again"
         )
-    return registry.record(con, action="promoted", version=version, champion_after=version, now=now,
-                           data_hash=report.get("dataset_hash"), metrics=report.get("challenger_primary") or {},
-                           verdict="passed", reason="all blocking checks passed", run_id=context.run_id, who=who)
+    return registry.record(
+        con,
+        action="promoted",
+        version=version,
+        champion_after=version,
+        now=now,
+        data_hash=report.get("dataset_hash"),
+        metrics=report.get("challenger_primary") or {},
+        verdict="passed",
+        reason="all blocking checks passed",
+        run_id=context.run_id,
+        who=who,
+    )
 
 
 def _approve(s, con, config: RegistryConfig, now, who: str, run_id: str) -> registry.LedgerEntry:
@@ -136,12 +166,24 @@ def _approve(s, con, config: RegistryConfig, now, who: str, run_id: str) -> regi
         state = decision.action if decision else "never validated"
         raise RegistryError(f"{version} is not in the review queue (its last decision: {state})")
     rec = registry.model(con, version)
-    return registry.record(con, action="approved", version=version, champion_after=version, now=now,
-                           data_hash=rec.dataset_hash if rec else None, metrics=decision.metrics,
-                           verdict="override", reason=config.reason, run_id=run_id, who=who)
+    return registry.record(
+        con,
+        action="approved",
+        version=version,
+        champion_after=version,
+        now=now,
+        data_hash=rec.dataset_hash if rec else None,
+        metrics=decision.metrics,
+        verdict="override",
+        reason=config.reason,
+        run_id=run_id,
+        who=who,
+    )
 
 
-def _rollback(s, con, config: RegistryConfig, before: str | None, now, who: str, run_id: str) -> registry.LedgerEntry:
+def _rollback(
+    s, con, config: RegistryConfig, before: str | None, now, who: str, run_id: str
+) -> registry.LedgerEntry:
     if not config.reason.strip():
         raise RegistryError("rollback needs --reason")
     target = config.version or registry.rollback_target(con)
@@ -157,6 +199,16 @@ def _rollback(s, con, config: RegistryConfig, before: str | None, now, who: str,
     if metrics and (value is None or not math.isfinite(value)):
         raise RegistryError(f"{target} cannot be scored on the golden set ({s.primary_metric} = {value})")
     rec = registry.model(con, target)
-    return registry.record(con, action="rolled_back", version=target, champion_after=target, now=now,
-                           data_hash=rec.dataset_hash if rec else None, metrics=metrics, verdict="rollback",
-                           reason=config.reason, run_id=run_id, who=who)
+    return registry.record(
+        con,
+        action="rolled_back",
+        version=target,
+        champion_after=target,
+        now=now,
+        data_hash=rec.dataset_hash if rec else None,
+        metrics=metrics,
+        verdict="rollback",
+        reason=config.reason,
+        run_id=run_id,
+        who=who,
+    )

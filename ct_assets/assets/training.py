@@ -1,6 +1,5 @@
 """Training: a deterministic LightGBM challenger from the training data set."""
 
-
 import dagster as dg
 
 from ct_assets.assets import TRAINING
@@ -14,8 +13,9 @@ from ct_assets.resources import SettingsResource
 
 
 @dg.asset(group_name=TRAINING, kinds={"lightgbm"}, code_version="1")
-def challenger_model(context: dg.AssetExecutionContext, settings: SettingsResource,
-                     training_dataset: dict) -> dg.Output:
+def challenger_model(
+    context: dg.AssetExecutionContext, settings: SettingsResource, training_dataset: dict
+) -> dg.Output:
     """A LightGBM challenger trained on the training split, rows in canonical order, fixed seed and
     threads: the same data and parameters give a byte-identical model. Saved as model.txt plus a
     card.json (params, seed, data hash, code version, features, row counts, training time)."""
@@ -29,27 +29,48 @@ def challenger_model(context: dg.AssetExecutionContext, settings: SettingsResour
     now = utc_now()
     with connect_writer(s) as con:
         version = lgbm.next_version(s.paths.models, registry.model_versions(con))
-        folder, card = lgbm.save(trained, s.paths.models, version, {
-            "data_hash": ds.dataset_hash,
-            "train_hash": ds.train_hash,
-            "holdout_hash": ds.holdout_hash,
-            "golden_hash": ds.golden_hash,
-            "label": {"column": s.columns.label, "classes": list(s.columns.label_classes)},
-            "rows": {"train": ds.n_train, "holdout": ds.n_holdout, "train_positives": positives},
-            "watermark": {"max_batch_id": ds.max_batch_id, "newest_event_time": ds.newest_event_time.isoformat()},
-            "run_id": context.run_id,
-        })
-        registry.record_model(con, registry.ModelRecord(
-            version=version, created_at=now, dataset_hash=ds.dataset_hash, code_version=card["code_version"],
-            params=trained.params, n_train=ds.n_train, n_holdout=ds.n_holdout, train_seconds=trained.seconds,
-            watermark_batch_id=ds.max_batch_id, watermark_event_time=ds.newest_event_time,
-            model_sha256=card["model_sha256"], run_id=context.run_id,
-        ))
+        folder, card = lgbm.save(
+            trained,
+            s.paths.models,
+            version,
+            {
+                "data_hash": ds.dataset_hash,
+                "train_hash": ds.train_hash,
+                "holdout_hash": ds.holdout_hash,
+                "golden_hash": ds.golden_hash,
+                "label": {"column": s.columns.label, "classes": list(s.columns.label_classes)},
+                "rows": {"train": ds.n_train, "holdout": ds.n_holdout, "train_positives": positives},
+                "watermark": {
+                    "max_batch_id": ds.max_batch_id,
+                    "newest_event_time": ds.newest_event_time.isoformat(),
+                },
+                "run_id": context.run_id,
+            },
+        )
+        registry.record_model(
+            con,
+            registry.ModelRecord(
+                version=version,
+                created_at=now,
+                dataset_hash=ds.dataset_hash,
+                code_version=card["code_version"],
+                params=trained.params,
+                n_train=ds.n_train,
+                n_holdout=ds.n_holdout,
+                train_seconds=trained.seconds,
+                watermark_batch_id=ds.max_batch_id,
+                watermark_event_time=ds.newest_event_time,
+                model_sha256=card["model_sha256"],
+                run_id=context.run_id,
+            ),
+        )
     gains = trained.booster.feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
     importance = sorted(
-        ({"feature": n, "gain_share": round(float(g) / total, 4)}
-         for n, g in zip(trained.booster.feature_name(), gains, strict=True)),
+        (
+            {"feature": n, "gain_share": round(float(g) / total, 4)}
+            for n, g in zip(trained.booster.feature_name(), gains, strict=True)
+        ),
         key=lambda r: -r["gain_share"],
     )
     context.log.info(f"trained {version} on {ds.n_train} rows in {trained.seconds:.2f} s")

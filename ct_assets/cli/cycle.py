@@ -16,7 +16,9 @@ from ct_assets.sensors import CT_SELECTION
 
 def _ingest_counts(settings: Settings, run_id: str) -> dict[str, int]:
     with connect_reader(settings, wait_seconds=30) as con:
-        rows = con.execute("SELECT status, count(*) FROM ingest_log WHERE run_id = ? GROUP BY 1", [run_id]).fetchall()
+        rows = con.execute(
+            "SELECT status, count(*) FROM ingest_log WHERE run_id = ? GROUP BY 1", [run_id]
+        ).fetchall()
     return {status: int(n) for status, n in rows}
 
 
@@ -24,9 +26,16 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     """One cycle through Dagster. Returns the JSON-able outcome; raises CtError when a run fails for a
     reason other than the gate (a blocked challenger is a correct outcome, not an error)."""
     started = time.perf_counter()
-    out: dict[str, Any] = {"verdict": "not_triggered", "champion_version": None, "challenger_version": None,
-                           "failed_checks": [], "ingested_files": 0, "quarantined_files": 0, "duplicate_files": 0,
-                           "runs": {}}
+    out: dict[str, Any] = {
+        "verdict": "not_triggered",
+        "champion_version": None,
+        "challenger_version": None,
+        "failed_checks": [],
+        "ingested_files": 0,
+        "quarantined_files": 0,
+        "duplicate_files": 0,
+        "runs": {},
+    }
     pending = landing.ready_files(settings.paths.landing)
     if pending:
         res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
@@ -44,22 +53,35 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     out["trigger"] = decision.to_json()
     if decision.should_run or force:
         if decision.newest_batch_id == 0:
-            raise DataError("nothing ingested yet: land files in the landing folder (or `ct-assets simulate`) first")
+            raise DataError(
+                "nothing ingested yet: land files in the landing folder (or `ct-assets simulate`) first"
+            )
         selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
         t = time.perf_counter()
-        res = run_job("ct_job", asset_selection=selection,
-                      tags={TRIGGER_TAG: "forced" if force and not decision.should_run else "rows",
-                            "ct_assets/reason": decision.reason[:200]})
+        res = run_job(
+            "ct_job",
+            asset_selection=selection,
+            tags={
+                TRIGGER_TAG: "forced" if force and not decision.should_run else "rows",
+                "ct_assets/reason": decision.reason[:200],
+            },
+        )
         out["ct_seconds"] = round(time.perf_counter() - t, 3)
         out["runs"]["ct"] = res.run_id
         with connect_reader(settings, wait_seconds=30) as con:
             trained = fetch_one(con, "SELECT version FROM models WHERE run_id = ?", [res.run_id])
-            validated = fetch_one(con, "SELECT passed, failed_checks FROM validations WHERE run_id = ?", [res.run_id])
-            promoted = fetch_one(con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'",
-                                 [res.run_id])
+            validated = fetch_one(
+                con, "SELECT passed, failed_checks FROM validations WHERE run_id = ?", [res.run_id]
+            )
+            promoted = fetch_one(
+                con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'", [res.run_id]
+            )
         out["challenger_version"] = trained[0] if trained else None
-        failed = [e.check_name for e in res.get_asset_check_evaluations() if not e.passed
-                  and e.asset_key.to_user_string() == "validation_report"]
+        failed = [
+            e.check_name
+            for e in res.get_asset_check_evaluations()
+            if not e.passed and e.asset_key.to_user_string() == "validation_report"
+        ]
         out["failed_checks"] = failed
         if promoted:
             out["verdict"] = "promoted"

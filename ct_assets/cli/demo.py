@@ -34,7 +34,10 @@ def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows:
     home = ensure_dagster_home()
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", host, "-p", str(port), "-w", str(_workspace(home))]
     print(f"starting the Dagster web UI and daemon: http://{host}:{port}  (DAGSTER_HOME={home})", flush=True)
-    print(f"feeding {rows} rows every {interval:g} s into {settings.paths.landing}; Ctrl-C stops both", flush=True)
+    print(
+        f"feeding {rows} rows every {interval:g} s into {settings.paths.landing}; Ctrl-C stops both",
+        flush=True,
+    )
     server = subprocess.Popen(cmd, env=dict(os.environ), start_new_session=True)
     fed = 0
     try:

@@ -46,9 +46,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ct_assets.lib.simulator import SimulationOptions, simulate
 
-    opts = SimulationOptions(batches=args.batches, rows=args.rows, seed=args.seed, drift=args.drift,
-                             label_noise=args.label_noise, unlabelled=args.unlabelled,
-                             drift_slice=args.drift_slice, file_format=args.format)
+    opts = SimulationOptions(
+        batches=args.batches,
+        rows=args.rows,
+        seed=args.seed,
+        drift=args.drift,
+        label_noise=args.label_noise,
+        unlabelled=args.unlabelled,
+        drift_slice=args.drift_slice,
+        file_format=args.format,
+    )
     for path in simulate(_settings(), opts):
         print(path)
     return 0
@@ -62,11 +69,15 @@ def cmd_cycle(args: argparse.Namespace) -> int:
         _print_json(out)
     else:
         print(f"verdict: {out['verdict']}")
-        print(f"champion: {out['champion_version'] or 'none'}; challenger: {out['challenger_version'] or 'none'}")
+        print(
+            f"champion: {out['champion_version'] or 'none'}; challenger: {out['challenger_version'] or 'none'}"
+        )
         if out["failed_checks"]:
             print("failed checks: " + ", ".join(out["failed_checks"]))
-        print(f"files: {out['ingested_files']} ingested, {out['quarantined_files']} quarantined, "
-              f"{out['duplicate_files']} duplicate; trigger: {out['trigger']['reason']}")
+        print(
+            f"files: {out['ingested_files']} ingested, {out['quarantined_files']} quarantined, "
+            f"{out['duplicate_files']} duplicate; trigger: {out['trigger']['reason']}"
+        )
     if out["verdict"] == "failed":
         print(f"ct-assets: error: the CT run failed: {out.get('error')}", file=sys.stderr)
         return 1
@@ -81,13 +92,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(out)
         return 0
     champ = out["champion"]
-    print(f"champion: {out['champion_version'] or 'none'}"
-          + (f" ({champ['how']} {champ['since']}; data {champ['data_hash']}; {champ['metrics']})" if champ else ""))
-    print(f"rows: {out['rows_total']} in the warehouse ({out['rows_labelled']} labelled); "
-          f"{out['rows_since_training']} labelled since the champion's training (retrain at {out['retrain_threshold']})")
+    print(
+        f"champion: {out['champion_version'] or 'none'}"
+        + (
+            f" ({champ['how']} {champ['since']}; data {champ['data_hash']}; {champ['metrics']})"
+            if champ
+            else ""
+        )
+    )
+    print(
+        f"rows: {out['rows_total']} in the warehouse ({out['rows_labelled']} labelled); "
+        f"{out['rows_since_training']} labelled since the champion's training (retrain at {out['retrain_threshold']})"
+    )
     print(f"next: {'retrain due' if out['retrain_due'] else 'no retrain yet'} ({out['retrain_reason']})")
-    print(f"data lag: {out['data_lag_hours']} h; newest file: {out['newest_file_age_hours']} h old; "
-          f"pending files: {out['pending_files']}")
+    print(
+        f"data lag: {out['data_lag_hours']} h; newest file: {out['newest_file_age_hours']} h old; "
+        f"pending files: {out['pending_files']}"
+    )
     print(f"last verdict: {out['last_verdict'] or 'none'}")
     if out["review_queue"]:
         print("review queue: " + ", ".join(f"{q['version']} ({q['reason']})" for q in out["review_queue"]))
@@ -118,33 +139,45 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
     version = getattr(args, "version", None) or getattr(args, "to", None) or ""
     out = change_champion(s, args.action, version, args.reason)
-    print(f"champion: {out['version']} ({out['action']}; was {out['previous'] or 'none'}; run {out['run_id']})")
+    print(
+        f"champion: {out['version']} ({out['action']}; was {out['previous'] or 'none'}; run {out['run_id']})"
+    )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ct_assets.cli.demo import run_demo
 
-    return run_demo(_settings(), host=args.host, port=args.port, interval=args.interval, rows=args.rows,
-                    batches=args.batches)
+    return run_demo(
+        _settings(),
+        host=args.host,
+        port=args.port,
+        interval=args.interval,
+        rows=args.rows,
+        batches=args.batches,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ct-assets",
         description="Continuous training of a tabular model as a Dagster asset graph. Configuration: the "
-                    "TOML file named by CT_ASSETS_CONFIG (defaults built in); Dagster instance: DAGSTER_HOME "
-                    "(default ./data/dagster).",
+        "TOML file named by CT_ASSETS_CONFIG (defaults built in); Dagster instance: DAGSTER_HOME "
+        "(default ./data/dagster).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("init", help="create or upgrade the warehouse and folders (idempotent)").set_defaults(func=cmd_init)
+    sub.add_parser("init", help="create or upgrade the warehouse and folders (idempotent)").set_defaults(
+        func=cmd_init
+    )
     sub.add_parser("config", help="print the effective configuration as TOML").set_defaults(func=cmd_config)
 
     sim = sub.add_parser("simulate", help="land synthetic delta files, continuing one stream across calls")
     sim.add_argument("--batches", type=int, required=True)
     sim.add_argument("--rows", type=int, required=True)
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--drift", type=float, default=0.0, help="feature and concept drift, 0 (none) to 1 (strong)")
+    sim.add_argument(
+        "--drift", type=float, default=0.0, help="feature and concept drift, 0 (none) to 1 (strong)"
+    )
     sim.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
     sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
     sim.add_argument("--drift-slice", default=None, help="COLUMN=VALUE: concept drift confined to that slice")
@@ -152,11 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     cyc = sub.add_parser("cycle", help="ingest what has landed, then retrain if the condition holds")
-    cyc.add_argument("--force", action="store_true", help="run the CT job even if the retrain condition does not hold")
-    cyc.add_argument("--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)")
+    cyc.add_argument(
+        "--force", action="store_true", help="run the CT job even if the retrain condition does not hold"
+    )
+    cyc.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)"
+    )
     cyc.set_defaults(func=cmd_cycle)
 
-    st = sub.add_parser("status", help="champion, rows since its training, data lag, last verdict, pending files")
+    st = sub.add_parser(
+        "status", help="champion, rows since its training, data lag, last verdict, pending files"
+    )
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
@@ -164,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
     rl = rsub.add_parser("list", help="models, their state, the review queue")
     rl.add_argument("--json", action="store_true")
-    for name, text in (("approve", "promote a blocked challenger, recording the override"),
-                       ("reject", "close a blocked challenger's review without promoting it")):
+    for name, text in (
+        ("approve", "promote a blocked challenger, recording the override"),
+        ("reject", "close a blocked challenger's review without promoting it"),
+    ):
         r = rsub.add_parser(name, help=text)
         r.add_argument("version")
         r.add_argument("--reason", required=True)
@@ -198,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"ct-assets: error: {type(e).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"ct-assets: error: {type(e).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

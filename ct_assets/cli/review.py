@@ -22,14 +22,28 @@ def change_champion(settings: Settings, action: str, version: str, reason: str) 
     res = run_job(
         "registry_job",
         tags={TRIGGER_TAG: action, "ct_assets/actor": registry.actor()},
-        run_config={"ops": {"champion_model": {"config": {
-            "action": action, "version": version, "reason": reason, "actor": registry.actor()}}}},
+        run_config={
+            "ops": {
+                "champion_model": {
+                    "config": {
+                        "action": action,
+                        "version": version,
+                        "reason": reason,
+                        "actor": registry.actor(),
+                    }
+                }
+            }
+        },
     )
     require_success(res, f"registry {action}")
     with connect_reader(settings, wait_seconds=30) as con:
         entry = registry.ledger(con, limit=1)[0]
-    return {"version": entry.champion_after, "previous": entry.champion_before, "action": entry.action,
-            "run_id": res.run_id}
+    return {
+        "version": entry.champion_after,
+        "previous": entry.champion_before,
+        "action": entry.action,
+        "run_id": res.run_id,
+    }
 
 
 def reject(settings: Settings, version: str, reason: str) -> registry.LedgerEntry:
@@ -42,6 +56,14 @@ def reject(settings: Settings, version: str, reason: str) -> registry.LedgerEntr
         if decision is None or decision.action != "blocked":
             state = decision.action if decision else "never validated"
             raise RegistryError(f"{version} is not in the review queue (its last decision: {state})")
-        return registry.record(con, action="rejected", version=version, champion_after=registry.champion(con),
-                               now=utc_now(), data_hash=decision.data_hash, metrics=decision.metrics,
-                               verdict="rejected", reason=reason)
+        return registry.record(
+            con,
+            action="rejected",
+            version=version,
+            champion_after=registry.champion(con),
+            now=utc_now(),
+            data_hash=decision.data_hash,
+            metrics=decision.metrics,
+            verdict="rejected",
+            reason=reason,
+        )

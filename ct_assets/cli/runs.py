@@ -17,6 +17,7 @@ import dagster as dg
 from ct_assets.errors import CtError
 
 DEFAULT_DAGSTER_HOME = "data/dagster"
+LOG_LEVEL_ENV = "CT_ASSETS_LOG_LEVEL"  # Dagster's console log level for runs the CLI executes
 
 
 def ensure_dagster_home() -> Path:
@@ -54,21 +55,32 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def run_job(name: str, *, tags: dict[str, str] | None = None, run_config: dict | None = None,
-            asset_selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    name: str,
+    *,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    asset_selection: list[str] | None = None,
+) -> dg.ExecuteInProcessResult:
     """Execute one of the project's jobs in this process, recorded in the DAGSTER_HOME instance."""
     from ct_assets.definitions import defs
 
     job = defs.resolve_job_def(name)
     inst = instance()
+    # Quiet by default: the CLI prints its own summary, and every event is in the run's log in the UI.
+    level = os.environ.get(LOG_LEVEL_ENV, "CRITICAL").upper()
+    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
     with stdout_to_stderr():
-        return job.execute_in_process(
+        result = job.execute_in_process(
             instance=inst,
             raise_on_error=False,
             tags=tags,
-            run_config=run_config,
+            run_config=config,
             asset_selection=[dg.AssetKey(k) for k in asset_selection] if asset_selection else None,
         )
+    state = "succeeded" if result.success else f"failed: {failure_message(result)}"
+    print(f"ct-assets: {name} run {result.run_id} {state}", file=sys.stderr, flush=True)
+    return result
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -76,8 +88,11 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
             err: Any = event.step_failure_data.error
-            while err is not None and err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",
-                                                                                  "DagsterUserCodeExecutionError"):
+            while (
+                err is not None
+                and err.cause is not None
+                and err.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+            ):
                 err = err.cause
             text = (err.message if err is not None else "step failed").strip()
             first = text.splitlines()[0] if text else "step failed"

@@ -25,7 +25,8 @@ def status(settings: Settings) -> dict[str, Any]:
     with connect_reader(settings, wait_seconds=READ_WAIT_SECONDS) as con:
         champion = registry.champion(con)
         rows_total, rows_labelled = fetch_one(
-            con, f"SELECT count(*), count({quote(settings.columns.label)}) FROM raw_deltas") or (0, 0)
+            con, f"SELECT count(*), count({quote(settings.columns.label)}) FROM raw_deltas"
+        ) or (0, 0)
         decision = retrain_decision(con, settings)
         fr = freshness(con, settings, now, [f.landed_at for f in pending])
         last = registry.last_verdict(con)
@@ -34,8 +35,16 @@ def status(settings: Settings) -> dict[str, Any]:
         champ_info: dict[str, Any] | None = None
         if champion:
             rec = registry.model(con, champion)
-            made = next((e for e in registry.ledger(con) if e.champion_after == champion
-                         and e.action in registry.CHAMPION_ACTIONS and e.version == champion), None)
+            made = next(
+                (
+                    e
+                    for e in registry.ledger(con)
+                    if e.champion_after == champion
+                    and e.action in registry.CHAMPION_ACTIONS
+                    and e.version == champion
+                ),
+                None,
+            )
             champ_info = {
                 "version": champion,
                 "trained_at": _iso(rec.created_at) if rec else None,
@@ -59,8 +68,9 @@ def status(settings: Settings) -> dict[str, Any]:
         "last_verdict": last.action if last else None,
         "last_decision": last.to_json() if last else None,
         "pending_files": len(pending),
-        "review_queue": [{"version": e.version, "blocked_at": _iso(e.recorded_at), "reason": e.reason}
-                         for e in queue],
+        "review_queue": [
+            {"version": e.version, "blocked_at": _iso(e.recorded_at), "reason": e.reason} for e in queue
+        ],
         "golden_hash": golden.golden_hash if golden else None,
         "warehouse": str(settings.paths.warehouse),
     }
@@ -73,8 +83,12 @@ def registry_listing(settings: Settings) -> dict[str, Any]:
         models = registry.models(con)
         entries = registry.ledger(con)
         queue = {e.version for e in registry.review_queue(con)}
-        validations = {r[0]: (r[1], r[2]) for r in con.execute(
-            "SELECT challenger_version, passed, summary FROM validations ORDER BY created_at").fetchall()}
+        validations = {
+            r[0]: (r[1], r[2])
+            for r in con.execute(
+                "SELECT challenger_version, passed, summary FROM validations ORDER BY created_at"
+            ).fetchall()
+        }
     latest: dict[str, str] = {}
     for e in reversed(entries):
         if e.version:
@@ -84,12 +98,25 @@ def registry_listing(settings: Settings) -> dict[str, Any]:
         passed, summary = validations.get(m.version, (None, None))
         metrics = json.loads(summary) if summary else {}
         golden = (metrics.get("golden", {}).get("challenger", {}) or {}).get(settings.primary_metric)
-        state = "champion" if m.version == champion else (
-            "in review" if m.version in queue else latest.get(m.version, "trained"))
-        rows.append({
-            "version": m.version, "state": state, "created_at": _iso(m.created_at), "data_hash": m.dataset_hash,
-            "rows_train": m.n_train, f"golden_{settings.primary_metric}": golden,
-            "gate": None if passed is None else ("passed" if passed else "blocked"),
-        })
-    return {"champion_version": champion, "models": rows, "review_queue": sorted(queue),
-            "ledger": [e.to_json() for e in entries[:20]]}
+        state = (
+            "champion"
+            if m.version == champion
+            else ("in review" if m.version in queue else latest.get(m.version, "trained"))
+        )
+        rows.append(
+            {
+                "version": m.version,
+                "state": state,
+                "created_at": _iso(m.created_at),
+                "data_hash": m.dataset_hash,
+                "rows_train": m.n_train,
+                f"golden_{settings.primary_metric}": golden,
+                "gate": None if passed is None else ("passed" if passed else "blocked"),
+            }
+        )
+    return {
+        "champion_version": champion,
+        "models": rows,
+        "review_queue": sorted(queue),
+        "ledger": [e.to_json() for e in entries[:20]],
+    }

@@ -70,6 +70,7 @@ def _key_column(settings: Settings) -> str:
 
 # ---------------------------------------------------------------------------------------------- golden
 
+
 def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
     row = fetch_one(
         con,
@@ -105,8 +106,9 @@ def golden_quotas(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     return cells.with_columns(pl.Series("quota", quota, dtype=pl.Int64))
 
 
-def build_golden(con: duckdb.DuckDBPyConnection, settings: Settings, *, reason: str, run_id: str,
-                 now: datetime) -> GoldenInfo:
+def build_golden(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, reason: str, run_id: str, now: datetime
+) -> GoldenInfo:
     """Select and freeze a new golden set from the labelled rows now in the warehouse (caller holds
     the writer lock and a transaction). Rows are chosen per slice cell by a stable hash of their key."""
     cols = settings.columns
@@ -140,8 +142,12 @@ def build_golden(con: duckdb.DuckDBPyConnection, settings: Settings, *, reason: 
     count, total, xor = fetch_one(con, f"SELECT {AGGREGATE_SQL} FROM golden_pick") or (0, 0, 0)
     ghash = data_hash(count, total, xor)
     slice_counts = {
-        s: {str(k): int(v) for k, v in con.execute(
-            f"SELECT {quote(s)}, count(*) FROM golden_pick GROUP BY 1 ORDER BY 1").fetchall()}
+        s: {
+            str(k): int(v)
+            for k, v in con.execute(
+                f"SELECT {quote(s)}, count(*) FROM golden_pick GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        }
         for s in cols.slices
     }
     max_batch = int(fetch_value(con, "SELECT coalesce(max(_batch_id), 0) FROM golden_pick") or 0)
@@ -166,14 +172,19 @@ def read_golden(con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash:
 
 # ------------------------------------------------------------------------------------------- training
 
-def define_training_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str) -> DatasetInfo:
+
+def define_training_dataset(
+    con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str
+) -> DatasetInfo:
     """Record the current training window (labelled, golden rows excluded) and its time-ordered split."""
     cols = settings.columns
     et, label = quote(cols.event_time), quote(cols.label)
-    max_batch = int(fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'")
-                    or 0)
+    max_batch = int(
+        fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
+    )
     newest = fetch_value(
-        con, f"SELECT max({et}) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NOT NULL", [max_batch])
+        con, f"SELECT max({et}) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NOT NULL", [max_batch]
+    )
     if newest is None:
         raise DataError("no labelled rows in the warehouse yet: nothing to train on")
     window_start = newest - timedelta(days=settings.dataset.window_days)
@@ -203,8 +214,12 @@ def define_training_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, 
     n_hold, holdout_hash = int(agg[3]), data_hash(*agg[3:6])
     if n_train < settings.dataset.min_train_rows or n_hold == 0:
         raise DataError(f"the time-ordered split leaves {n_train} training and {n_hold} holdout rows")
-    unlabelled = int(fetch_value(
-        con, f"SELECT count(*) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NULL", [max_batch]) or 0)
+    unlabelled = int(
+        fetch_value(
+            con, f"SELECT count(*) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NULL", [max_batch]
+        )
+        or 0
+    )
     return DatasetInfo(
         dataset_hash=combine(train=train_hash, holdout=holdout_hash, golden=golden_hash),
         max_batch_id=max_batch,
@@ -233,20 +248,36 @@ def _selection_sql(settings: Settings) -> str:
 
 def _aggregate(where: str) -> str:
     """AGGREGATE_SQL over the rows matching `where`."""
-    return (f"count(*) FILTER (WHERE {where}), coalesce(sum(_row_hash) FILTER (WHERE {where}), 0), "
-            f"coalesce(bit_xor(_row_hash) FILTER (WHERE {where}), 0)")
+    return (
+        f"count(*) FILTER (WHERE {where}), coalesce(sum(_row_hash) FILTER (WHERE {where}), 0), "
+        f"coalesce(bit_xor(_row_hash) FILTER (WHERE {where}), 0)"
+    )
 
 
 def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: str, now: datetime) -> bool:
     """Store the selection (once per content hash). Returns True when it was new."""
-    exists = fetch_value(con, "SELECT count(*) FROM dataset_versions WHERE dataset_hash = ?", [ds.dataset_hash])
+    exists = fetch_value(
+        con, "SELECT count(*) FROM dataset_versions WHERE dataset_hash = ?", [ds.dataset_hash]
+    )
     if exists:
         return False
     con.execute(
         "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [ds.dataset_hash, now, ds.max_batch_id, ds.window_start, ds.newest_event_time, ds.golden_hash,
-         ds.n_train, ds.n_holdout, ds.train_hash, ds.holdout_hash, ds.holdout_start_time, ds.rows_unlabelled,
-         run_id or None],
+        [
+            ds.dataset_hash,
+            now,
+            ds.max_batch_id,
+            ds.window_start,
+            ds.newest_event_time,
+            ds.golden_hash,
+            ds.n_train,
+            ds.n_holdout,
+            ds.train_hash,
+            ds.holdout_hash,
+            ds.holdout_start_time,
+            ds.rows_unlabelled,
+            run_id or None,
+        ],
     )
     return True
 
@@ -261,23 +292,42 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
     if row is None:
         raise DataError(f"no training data set {dataset_hash} in the warehouse")
     return DatasetInfo(
-        dataset_hash=row[0], max_batch_id=int(row[1]), window_start=row[2], newest_event_time=row[3],
-        holdout_start_time=row[4], golden_hash=row[5], n_train=int(row[6]), n_holdout=int(row[7]),
-        train_hash=row[8], holdout_hash=row[9], rows_unlabelled=int(row[10]),
+        dataset_hash=row[0],
+        max_batch_id=int(row[1]),
+        window_start=row[2],
+        newest_event_time=row[3],
+        holdout_start_time=row[4],
+        golden_hash=row[5],
+        n_train=int(row[6]),
+        n_holdout=int(row[7]),
+        train_hash=row[8],
+        holdout_hash=row[9],
+        rows_unlabelled=int(row[10]),
     )
 
 
-def read_split(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, part: str) -> pl.DataFrame:
+def read_split(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, part: str
+) -> pl.DataFrame:
     """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow)."""
     if part not in ("train", "holdout"):
         raise ValueError(part)
     et = quote(settings.columns.event_time)
     names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
     cmp = "<" if part == "train" else ">="
-    sql = (f"SELECT {names} FROM ({_selection_sql(settings)}) WHERE {et} {cmp} $boundary "
-           f"ORDER BY {_key_order(settings)}")
-    frame = con.sql(sql, params={"max_batch": ds.max_batch_id, "window_start": ds.window_start,
-                                 "golden": ds.golden_hash, "boundary": ds.holdout_start_time}).pl()
+    sql = (
+        f"SELECT {names} FROM ({_selection_sql(settings)}) WHERE {et} {cmp} $boundary "
+        f"ORDER BY {_key_order(settings)}"
+    )
+    frame = con.sql(
+        sql,
+        params={
+            "max_batch": ds.max_batch_id,
+            "window_start": ds.window_start,
+            "golden": ds.golden_hash,
+            "boundary": ds.holdout_start_time,
+        },
+    ).pl()
     expected = ds.n_train if part == "train" else ds.n_holdout
     if frame.height != expected:
         raise DataError(

@@ -107,20 +107,31 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
         cp = all_metrics(s.y, s.champion, thr) if s.champion is not None else None
         if cp is not None:
             metrics[s.name]["champion"] = cp
-        overall = _compare(s.name, "overall", s.y, ch[metric], cp[metric] if cp else None, metric, g.tolerance)
+        overall = _compare(
+            s.name, "overall", s.y, ch[metric], cp[metric] if cp else None, metric, g.tolerance
+        )
         comparisons.append(overall)
 
         name = regression_check(s.name)
         if overall.status == "no_champion":
-            checks[name] = CheckOutcome(name, True, f"{s.name}: no champion yet, nothing to regress from "
-                                                    f"({metric} {_fmt(overall.challenger)})", [asdict(overall)])
+            checks[name] = CheckOutcome(
+                name,
+                True,
+                f"{s.name}: no champion yet, nothing to regress from ({metric} {_fmt(overall.challenger)})",
+                [asdict(overall)],
+            )
         elif overall.delta is None:
-            checks[name] = CheckOutcome(name, False, f"{s.name}: {metric} cannot be computed on this set "
-                                                     f"({overall.rows} rows, {overall.positives} positive)",
-                                        [asdict(overall)])
+            checks[name] = CheckOutcome(
+                name,
+                False,
+                f"{s.name}: {metric} cannot be computed on this set "
+                f"({overall.rows} rows, {overall.positives} positive)",
+                [asdict(overall)],
+            )
         else:
             checks[name] = CheckOutcome(
-                name, overall.status == "ok",
+                name,
+                overall.status == "ok",
                 f"{s.name}: {metric} {_fmt(overall.challenger)} vs champion {_fmt(overall.champion)} "
                 f"(change {overall.delta:+.4f}, tolerance -{g.tolerance})",
                 [asdict(overall)],
@@ -133,12 +144,21 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
                 label = f"{col}={value}"
                 enough = int(mask.sum()) >= g.min_slice_rows and 0 < int(y.sum()) < len(y)
                 if not enough:
-                    comparisons.append(Comparison(s.name, label, int(mask.sum()), int(y.sum()),
-                                                  math.nan, None, None, "insufficient"))
+                    comparisons.append(
+                        Comparison(
+                            s.name, label, int(mask.sum()), int(y.sum()), math.nan, None, None, "insufficient"
+                        )
+                    )
                     continue
-                c = _compare(s.name, label, y, primary(y, s.challenger[mask]),
-                             primary(y, s.champion[mask]) if s.champion is not None else None,
-                             metric, g.slice_tolerance)
+                c = _compare(
+                    s.name,
+                    label,
+                    y,
+                    primary(y, s.challenger[mask]),
+                    primary(y, s.champion[mask]) if s.champion is not None else None,
+                    metric,
+                    g.slice_tolerance,
+                )
                 comparisons.append(c)
                 if c.status == "regression":
                     slice_failures.append(c)
@@ -147,43 +167,71 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
         if not np.all(np.isfinite(p)):
             sane_problems.append(f"{s.name}: {int(np.sum(~np.isfinite(p)))} non-finite predictions")
         elif np.any((p < 0) | (p > 1)):
-            sane_problems.append(f"{s.name}: predictions outside [0, 1] (min {p.min():.3g}, max {p.max():.3g})")
+            sane_problems.append(
+                f"{s.name}: predictions outside [0, 1] (min {p.min():.3g}, max {p.max():.3g})"
+            )
         elif len(p) > 1 and float(np.ptp(p)) == 0.0:
             sane_problems.append(f"{s.name}: every prediction is {p[0]:.4g} (a constant model)")
         if not meets_floor(metric, ch[metric], g.metric_floor):
             floor_problems.append(f"{s.name}: {metric} {_fmt(ch[metric])} below the floor {g.metric_floor}")
 
     insufficient = [c for c in comparisons if c.status == "insufficient"]
-    tail = f"; {len(insufficient)} slice(s) with too few rows or one class only, not gated" if insufficient else ""
+    tail = (
+        f"; {len(insufficient)} slice(s) with too few rows or one class only, not gated"
+        if insufficient
+        else ""
+    )
     if slice_failures:
         worst = min(slice_failures, key=lambda c: c.delta or 0.0)
-        summary = (f"{len(slice_failures)} slice(s) regressed beyond -{g.slice_tolerance}; worst {worst.set} "
-                   f"{worst.slice}: {metric} {_fmt(worst.challenger)} vs {_fmt(worst.champion)}{tail}")
+        summary = (
+            f"{len(slice_failures)} slice(s) regressed beyond -{g.slice_tolerance}; worst {worst.set} "
+            f"{worst.slice}: {metric} {_fmt(worst.challenger)} vs {_fmt(worst.champion)}{tail}"
+        )
     else:
         gated = sum(1 for c in comparisons if c.slice != "overall" and c.status in ("ok", "no_champion"))
         summary = f"{gated} slice comparisons within -{g.slice_tolerance}{tail}"
     checks[SLICE_CHECK] = CheckOutcome(
-        SLICE_CHECK, not slice_failures, summary,
+        SLICE_CHECK,
+        not slice_failures,
+        summary,
         [asdict(c) for c in comparisons if c.slice != "overall"],
     )
     checks[FLOOR_CHECK] = CheckOutcome(
-        FLOOR_CHECK, not floor_problems,
-        "; ".join(floor_problems) or f"{metric} at or above {g.metric_floor} on "
-                                      + ", ".join(s.name for s in sets),
-        [{"set": s.name, metric: metrics[s.name]["challenger"][metric], "floor": g.metric_floor} for s in sets],
+        FLOOR_CHECK,
+        not floor_problems,
+        "; ".join(floor_problems)
+        or f"{metric} at or above {g.metric_floor} on " + ", ".join(s.name for s in sets),
+        [
+            {"set": s.name, metric: metrics[s.name]["challenger"][metric], "floor": g.metric_floor}
+            for s in sets
+        ],
     )
     checks[SANITY_CHECK] = CheckOutcome(
-        SANITY_CHECK, not sane_problems,
+        SANITY_CHECK,
+        not sane_problems,
         "; ".join(sane_problems) or "all predictions finite, within [0, 1] and not constant",
-        [{"set": s.name, "rows": len(s.challenger),
-          "min": float(np.nanmin(s.challenger)) if len(s.challenger) else None,
-          "max": float(np.nanmax(s.challenger)) if len(s.challenger) else None} for s in sets],
+        [
+            {
+                "set": s.name,
+                "rows": len(s.challenger),
+                "min": float(np.nanmin(s.challenger)) if len(s.challenger) else None,
+                "max": float(np.nanmax(s.challenger)) if len(s.challenger) else None,
+            }
+            for s in sets
+        ],
     )
     return GateResult(checks, comparisons, metrics, metric)
 
 
-def _compare(set_name: str, label: str, y: np.ndarray, challenger: float, champion: float | None,
-             metric: str, tolerance: float) -> Comparison:
+def _compare(
+    set_name: str,
+    label: str,
+    y: np.ndarray,
+    challenger: float,
+    champion: float | None,
+    metric: str,
+    tolerance: float,
+) -> Comparison:
     rows, pos = len(y), int(np.sum(y))
     if champion is None:
         return Comparison(set_name, label, rows, pos, challenger, None, None, "no_champion")

@@ -22,7 +22,15 @@ from ct_assets.config import Settings
 from ct_assets.lib import landing
 from ct_assets.lib.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
 from ct_assets.lib.quality import Outcome, first_failure, validate_delta
-from ct_assets.lib.warehouse import connect_writer, fetch_one, file_lock, next_id, quote, raw_delta_columns, transaction
+from ct_assets.lib.warehouse import (
+    connect_writer,
+    fetch_one,
+    file_lock,
+    next_id,
+    quote,
+    raw_delta_columns,
+    transaction,
+)
 
 
 class UnreadableDelta(Exception):
@@ -124,8 +132,13 @@ def to_stored(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     ).with_columns(pl.selectors.float().fill_nan(None))
 
 
-def ingest_landed_files(settings: Settings, *, run_id: str = "", now: datetime | None = None,
-                        files: list[landing.LandedFile] | None = None) -> IngestReport:
+def ingest_landed_files(
+    settings: Settings,
+    *,
+    run_id: str = "",
+    now: datetime | None = None,
+    files: list[landing.LandedFile] | None = None,
+) -> IngestReport:
     """Ingest every ready file in the landing folder (or the given ones), one transaction each."""
     now = now or utc_now()
     report = IngestReport()
@@ -162,7 +175,9 @@ def _ingest_one(settings: Settings, lf: landing.LandedFile, run_id: str, now: da
     tag = file_hash[:12]
     with connect_writer(settings) as con, transaction(con):
         known = fetch_one(
-            con, "SELECT batch_id FROM ingest_log WHERE file_hash = ? AND status = 'ingested' LIMIT 1", [file_hash]
+            con,
+            "SELECT batch_id FROM ingest_log WHERE file_hash = ? AND status = 'ingested' LIMIT 1",
+            [file_hash],
         )
         if known is not None:
             result.status = "duplicate"
@@ -192,7 +207,7 @@ def _append(con, settings: Settings, stored: pl.DataFrame, result: FileResult) -
         where = ""
         rid = settings.columns.row_id
         if rid:
-            where = (f"WHERE NOT EXISTS (SELECT 1 FROM raw_deltas r WHERE r.{quote(rid)} = d.{quote(rid)})")
+            where = f"WHERE NOT EXISTS (SELECT 1 FROM raw_deltas r WHERE r.{quote(rid)} = d.{quote(rid)})"
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE new_rows AS SELECT {col_sql}, "
             f"CAST(? AS BIGINT) AS _batch_id, {row_hash_sql(cols, 'd')} AS _row_hash "
@@ -225,10 +240,22 @@ def _log(con, result: FileResult, lf: landing.LandedFile, run_id: str, now: date
         "rows, rows_labelled, rows_duplicate, min_event_time, max_event_time, data_hash, landed_at, stored_as, "
         "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            entry, now, lf.name, result.file_hash, lf.size, result.status, result.reason or None,
+            entry,
+            now,
+            lf.name,
+            result.file_hash,
+            lf.size,
+            result.status,
+            result.reason or None,
             result.batch_id if result.status == "ingested" else None,
-            result.rows, result.rows_labelled, result.rows_duplicate,
-            result.min_event_time, result.max_event_time, result.data_hash or None, lf.landed_at,
-            result.stored_as, run_id or None,
+            result.rows,
+            result.rows_labelled,
+            result.rows_duplicate,
+            result.min_event_time,
+            result.max_event_time,
+            result.data_hash or None,
+            lf.landed_at,
+            result.stored_as,
+            run_id or None,
         ],
     )

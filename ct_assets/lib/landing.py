@@ -37,9 +37,7 @@ class LandedFile:
 def is_ready_name(name: str) -> bool:
     lower = name.lower()
     return (
-        not name.startswith(".")
-        and not lower.endswith(NOT_READY_SUFFIXES)
-        and lower.endswith(READY_SUFFIXES)
+        not name.startswith(".") and not lower.endswith(NOT_READY_SUFFIXES) and lower.endswith(READY_SUFFIXES)
     )
 
 

@@ -51,8 +51,11 @@ def feature_spec(settings: Settings, train: pl.DataFrame) -> list[dict[str, Any]
     for f in settings.features:
         item: dict[str, Any] = {"name": f.name, "kind": f.kind}
         if f.kind == "categorical":
-            cats = list(f.categories) if f.categories else sorted(
-                x for x in train[f.name].drop_nulls().unique().to_list())
+            cats = (
+                list(f.categories)
+                if f.categories
+                else sorted(x for x in train[f.name].drop_nulls().unique().to_list())
+            )
             item["categories"] = cats
         spec.append(item)
     return spec
@@ -65,7 +68,9 @@ def encode(frame: pl.DataFrame, features: list[dict[str, Any]]) -> np.ndarray:
         col = pl.col(f["name"])
         if f["kind"] == "categorical":
             codes = list(range(len(f["categories"])))
-            col = col.cast(pl.String).replace_strict(f["categories"], codes, default=None, return_dtype=pl.Float64)
+            col = col.cast(pl.String).replace_strict(
+                f["categories"], codes, default=None, return_dtype=pl.Float64
+            )
         exprs.append(col.cast(pl.Float64).alias(f["name"]))
     return frame.select(exprs).to_numpy(order="c")
 
@@ -84,7 +89,9 @@ class TrainedModel:
     seconds: float
 
 
-def train(train_frame: pl.DataFrame, settings: Settings, params: dict[str, Any] | None = None) -> TrainedModel:
+def train(
+    train_frame: pl.DataFrame, settings: Settings, params: dict[str, Any] | None = None
+) -> TrainedModel:
     """Train LightGBM on rows given in canonical order, with the configured (or given) parameters."""
     import lightgbm as lgb
 
@@ -97,8 +104,9 @@ def train(train_frame: pl.DataFrame, settings: Settings, params: dict[str, Any] 
     names = [f["name"] for f in features]
     cats = [f["name"] for f in features if f["kind"] == "categorical"]
     started = time.perf_counter()
-    dataset = lgb.Dataset(x, label=y, feature_name=names, categorical_feature=cats, free_raw_data=True,
-                          params=params)
+    dataset = lgb.Dataset(
+        x, label=y, feature_name=names, categorical_feature=cats, free_raw_data=True, params=params
+    )
     booster = lgb.train(params, dataset)
     return TrainedModel(booster, features, params, time.perf_counter() - started)
 
@@ -111,7 +119,9 @@ def next_version(models_dir: Path, known: list[str]) -> str:
     return f"v{(max(numbers) + 1) if numbers else 1:04d}"
 
 
-def save(model: TrainedModel, models_dir: Path, version: str, card_fields: dict[str, Any]) -> tuple[Path, dict]:
+def save(
+    model: TrainedModel, models_dir: Path, version: str, card_fields: dict[str, Any]
+) -> tuple[Path, dict]:
     """Write model.txt and card.json into models_dir/version atomically; return the folder and the card."""
     import lightgbm as lgb
 
@@ -175,7 +185,9 @@ class LoadedModel:
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         threads = int(self.card.get("num_threads") or 0) or 0
-        return np.asarray(self.booster.predict(encode(frame, self.features), num_threads=threads), dtype=np.float64)
+        return np.asarray(
+            self.booster.predict(encode(frame, self.features), num_threads=threads), dtype=np.float64
+        )
 
 
 def load(model_path: Path, *, features_from: Settings | None = None) -> LoadedModel:
@@ -197,13 +209,25 @@ def load(model_path: Path, *, features_from: Settings | None = None) -> LoadedMo
         card = json.loads(card_path.read_text(encoding="utf-8"))
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if card.get("model_sha256") and card["model_sha256"] != digest:
-            raise RegistryError(f"model file {path} does not match the SHA-256 in its card (incomplete or altered)")
+            raise RegistryError(
+                f"model file {path} does not match the SHA-256 in its card (incomplete or altered)"
+            )
     elif features_from is not None:
         missing = [f.name for f in features_from.features if f.kind == "categorical" and not f.categories]
         if missing:
-            raise RegistryError(f"{path} has no card.json, and the config lists no categories for {missing[0]!r}")
-        card = {"features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)}
-                              if f.kind == "categorical" else {})} for f in features_from.features]}
+            raise RegistryError(
+                f"{path} has no card.json, and the config lists no categories for {missing[0]!r}"
+            )
+        card = {
+            "features": [
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    **({"categories": list(f.categories)} if f.kind == "categorical" else {}),
+                }
+                for f in features_from.features
+            ]
+        }
     else:
         raise RegistryError(f"{path} has no card.json beside it")
     try:

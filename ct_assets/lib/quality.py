@@ -24,12 +24,24 @@ CHECKS: dict[str, str] = {
     "raw_deltas_schema_valid": "Every configured column is present with a usable type.",
     "raw_deltas_required_not_null": "Required columns (event time, row id, required features) have no nulls.",
     "raw_deltas_values_valid": "Values are within the configured ranges and categories, labels within their "
-                               "classes, and event times not in the future.",
+    "classes, and event times not in the future.",
     "raw_deltas_row_ids_unique": "Row ids are unique within each delta.",
 }
 
-NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                 "float32", "float64", "Int64", "Float64"]
+NUMERIC_TYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float32",
+    "float64",
+    "Int64",
+    "Float64",
+]
 TIME_TYPES = ["datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
 FUTURE_COLUMN_SUFFIX = "__seconds_ahead"  # derived: event time minus validation time, in seconds
 FINITE_LIMIT = 1.0e308
@@ -94,11 +106,16 @@ def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str,
             out.append((check, column, exp))
 
     et = cols.event_time
-    when_present("raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES))
+    when_present(
+        "raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES)
+    )
     when_present("raw_deltas_required_not_null", et, E.ExpectColumnValuesToNotBeNull(column=et))
     ahead = et + FUTURE_COLUMN_SUFFIX
-    when_present("raw_deltas_values_valid", ahead, E.ExpectColumnValuesToBeBetween(
-        column=ahead, max_value=settings.freshness.max_future_minutes * 60.0))
+    when_present(
+        "raw_deltas_values_valid",
+        ahead,
+        E.ExpectColumnValuesToBeBetween(column=ahead, max_value=settings.freshness.max_future_minutes * 60.0),
+    )
     if cols.row_id:
         rid = cols.row_id
         when_present("raw_deltas_schema_valid", rid, _type_expectation(E, rid, cols.row_id_type == "integer"))
@@ -109,19 +126,30 @@ def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str,
             when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, True))
             lo = f.min if f.min is not None else -FINITE_LIMIT
             hi = f.max if f.max is not None else FINITE_LIMIT
-            when_present("raw_deltas_values_valid", f.name,
-                         E.ExpectColumnValuesToBeBetween(column=f.name, min_value=lo, max_value=hi))
+            when_present(
+                "raw_deltas_values_valid",
+                f.name,
+                E.ExpectColumnValuesToBeBetween(column=f.name, min_value=lo, max_value=hi),
+            )
         else:
             when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, False))
             if f.categories:
-                when_present("raw_deltas_values_valid", f.name,
-                             E.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
+                when_present(
+                    "raw_deltas_values_valid",
+                    f.name,
+                    E.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)),
+                )
         if f.required:
-            when_present("raw_deltas_required_not_null", f.name, E.ExpectColumnValuesToNotBeNull(column=f.name))
+            when_present(
+                "raw_deltas_required_not_null", f.name, E.ExpectColumnValuesToNotBeNull(column=f.name)
+            )
     label = cols.label
     when_present("raw_deltas_schema_valid", label, _type_expectation(E, label, not cols.label_is_text))
-    when_present("raw_deltas_values_valid", label,
-                 E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)))
+    when_present(
+        "raw_deltas_values_valid",
+        label,
+        E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)),
+    )
     return out
 
 
@@ -176,8 +204,9 @@ def _exp_key(exp: Any) -> str:
     return f"{exp.type}|{exp.kwargs.get('column')}"
 
 
-def _outcome(check: str, column: str, etype: str, success: bool | None, result: dict[str, Any],
-             exc: Any) -> Outcome:
+def _outcome(
+    check: str, column: str, etype: str, success: bool | None, result: dict[str, Any], exc: Any
+) -> Outcome:
     display_column = column.removesuffix(FUTURE_COLUMN_SUFFIX)
     observed = result.get("observed_value")
     examples = result.get("partial_unexpected_list") or []

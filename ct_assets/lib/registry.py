@@ -50,8 +50,10 @@ class LedgerEntry:
         return d
 
 
-_LEDGER_COLUMNS = ("entry_id, recorded_at, action, version, champion_before, champion_after, data_hash, metrics, "
-                   "verdict, reason, actor, run_id")
+_LEDGER_COLUMNS = (
+    "entry_id, recorded_at, action, version, champion_before, champion_after, data_hash, metrics, "
+    "verdict, reason, actor, run_id"
+)
 
 
 def _entry(row: tuple) -> LedgerEntry:
@@ -73,20 +75,56 @@ def champion(con: duckdb.DuckDBPyConnection, at: datetime | None = None) -> str 
     if at is None:
         return fetch_value(con, "SELECT champion_after FROM ledger ORDER BY entry_id DESC LIMIT 1")  # type: ignore[return-value]
     return fetch_value(  # type: ignore[return-value]
-        con, "SELECT champion_after FROM ledger WHERE recorded_at <= ? ORDER BY entry_id DESC LIMIT 1", [at])
+        con, "SELECT champion_after FROM ledger WHERE recorded_at <= ? ORDER BY entry_id DESC LIMIT 1", [at]
+    )
 
 
-def record(con: duckdb.DuckDBPyConnection, *, action: str, version: str | None, champion_after: str | None,
-           now: datetime, data_hash: str | None = None, metrics: dict | None = None, verdict: str | None = None,
-           reason: str | None = None, run_id: str | None = None, who: str | None = None) -> LedgerEntry:
+def record(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    action: str,
+    version: str | None,
+    champion_after: str | None,
+    now: datetime,
+    data_hash: str | None = None,
+    metrics: dict | None = None,
+    verdict: str | None = None,
+    reason: str | None = None,
+    run_id: str | None = None,
+    who: str | None = None,
+) -> LedgerEntry:
     """Append one ledger row (caller holds the writer lock, ideally in a transaction)."""
     before = champion(con)
-    entry = LedgerEntry(next_id(con, "ledger", "entry_id"), now, action, version, before, champion_after,
-                        data_hash, metrics or {}, verdict, reason, who or actor(), run_id)
+    entry = LedgerEntry(
+        next_id(con, "ledger", "entry_id"),
+        now,
+        action,
+        version,
+        before,
+        champion_after,
+        data_hash,
+        metrics or {},
+        verdict,
+        reason,
+        who or actor(),
+        run_id,
+    )
     con.execute(
         f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [entry.entry_id, now, action, version, before, champion_after, data_hash,
-         json.dumps(entry.metrics, default=_json_default), verdict, reason, entry.actor, run_id],
+        [
+            entry.entry_id,
+            now,
+            action,
+            version,
+            before,
+            champion_after,
+            data_hash,
+            json.dumps(entry.metrics, default=_json_default),
+            verdict,
+            reason,
+            entry.actor,
+            run_id,
+        ],
     )
     return entry
 
@@ -130,19 +168,26 @@ def review_queue(con: duckdb.DuckDBPyConnection) -> list[LedgerEntry]:
 
 
 def latest_decision(con: duckdb.DuckDBPyConnection, version: str) -> LedgerEntry | None:
-    row = fetch_one(con, f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE version = ? ORDER BY entry_id DESC LIMIT 1",
-                    [version])
+    row = fetch_one(
+        con,
+        f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE version = ? ORDER BY entry_id DESC LIMIT 1",
+        [version],
+    )
     return _entry(row) if row else None
 
 
 def last_verdict(con: duckdb.DuckDBPyConnection) -> LedgerEntry | None:
     """The newest gate decision (blocked / promoted / approved / rejected / rolled_back)."""
-    row = fetch_one(con, f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE action <> 'golden_rebuilt' "
-                         "ORDER BY entry_id DESC LIMIT 1")
+    row = fetch_one(
+        con,
+        f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE action <> 'golden_rebuilt' "
+        "ORDER BY entry_id DESC LIMIT 1",
+    )
     return _entry(row) if row else None
 
 
 # ----------------------------------------------------------------------------------------- models
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -160,8 +205,10 @@ class ModelRecord:
     run_id: str | None
 
 
-_MODEL_COLUMNS = ("version, created_at, dataset_hash, code_version, params, n_train, n_holdout, train_seconds, "
-                  "watermark_batch_id, watermark_event_time, model_sha256, run_id")
+_MODEL_COLUMNS = (
+    "version, created_at, dataset_hash, code_version, params, n_train, n_holdout, train_seconds, "
+    "watermark_batch_id, watermark_event_time, model_sha256, run_id"
+)
 
 
 def _model(row: tuple) -> ModelRecord:
@@ -173,8 +220,20 @@ def _model(row: tuple) -> ModelRecord:
 def record_model(con: duckdb.DuckDBPyConnection, m: ModelRecord) -> None:
     con.execute(
         f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [m.version, m.created_at, m.dataset_hash, m.code_version, json.dumps(m.params), m.n_train, m.n_holdout,
-         m.train_seconds, m.watermark_batch_id, m.watermark_event_time, m.model_sha256, m.run_id],
+        [
+            m.version,
+            m.created_at,
+            m.dataset_hash,
+            m.code_version,
+            json.dumps(m.params),
+            m.n_train,
+            m.n_holdout,
+            m.train_seconds,
+            m.watermark_batch_id,
+            m.watermark_event_time,
+            m.model_sha256,
+            m.run_id,
+        ],
     )
 
 
@@ -188,18 +247,42 @@ def model_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def models(con: duckdb.DuckDBPyConnection) -> list[ModelRecord]:
-    return [_model(r) for r in con.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY version").fetchall()]
+    return [
+        _model(r) for r in con.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY version").fetchall()
+    ]
 
 
 # ------------------------------------------------------------------------------------ validations
 
-def record_validation(con: duckdb.DuckDBPyConnection, *, challenger: str, champion: str | None, now: datetime,
-                      passed: bool, failed_checks: list[str], summary: dict, golden_hash: str, dataset_hash: str,
-                      report_path: str, run_id: str) -> None:
+
+def record_validation(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    challenger: str,
+    champion: str | None,
+    now: datetime,
+    passed: bool,
+    failed_checks: list[str],
+    summary: dict,
+    golden_hash: str,
+    dataset_hash: str,
+    report_path: str,
+    run_id: str,
+) -> None:
     con.execute(
         "INSERT INTO validations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [challenger, champion, now, passed, json.dumps(failed_checks), json.dumps(summary, default=_json_default),
-         golden_hash, dataset_hash, report_path, run_id],
+        [
+            challenger,
+            champion,
+            now,
+            passed,
+            json.dumps(failed_checks),
+            json.dumps(summary, default=_json_default),
+            golden_hash,
+            dataset_hash,
+            report_path,
+            run_id,
+        ],
     )
 
 
@@ -213,8 +296,18 @@ def latest_validation(con: duckdb.DuckDBPyConnection, challenger: str) -> dict[s
     )
     if row is None:
         return None
-    keys = ("challenger_version", "champion_version", "created_at", "passed", "failed_checks", "summary",
-            "golden_hash", "dataset_hash", "report_path", "run_id")
+    keys = (
+        "challenger_version",
+        "champion_version",
+        "created_at",
+        "passed",
+        "failed_checks",
+        "summary",
+        "golden_hash",
+        "dataset_hash",
+        "report_path",
+        "run_id",
+    )
     out = dict(zip(keys, row, strict=True))
     out["failed_checks"] = json.loads(out["failed_checks"] or "[]")
     out["summary"] = json.loads(out["summary"] or "{}")

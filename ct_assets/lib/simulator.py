@@ -32,11 +32,11 @@ class SimulationOptions:
     batches: int
     rows: int
     seed: int = 0
-    drift: float = 0.0             # 0 = none; 1 = strong shift of features and of the concept
-    label_noise: float = 0.0       # share of labels flipped
-    unlabelled: float = 0.02       # share of rows whose label has not arrived (null)
+    drift: float = 0.0  # 0 = none; 1 = strong shift of features and of the concept
+    label_noise: float = 0.0  # share of labels flipped
+    unlabelled: float = 0.02  # share of rows whose label has not arrived (null)
     drift_slice: str | None = None  # "column=value": concept drift only in that slice
-    file_format: str = "parquet"   # parquet | csv
+    file_format: str = "parquet"  # parquet | csv
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -52,20 +52,26 @@ def generate_rows(rng: np.random.Generator, n: int, opts: SimulationOptions) -> 
     plan_idx = np.select([plan == "basic", plan == "standard"], [0, 1], 2)
     tenure = np.clip(np.round(rng.gamma(2.0, 14.0 * (1 - 0.4 * d), size=n)), 0, 600)
     spend = np.clip(np.round(rng.lognormal(3.4 + 0.45 * plan_idx + 0.2 * d, 0.5, size=n), 2), 0, 10000)
-    calls = np.clip(rng.poisson(1.2 + 1.5 * d + 0.02 * np.maximum(0, 24 - tenure), size=n), 0, 200).astype(float)
+    calls = np.clip(rng.poisson(1.2 + 1.5 * d + 0.02 * np.maximum(0, 24 - tenure), size=n), 0, 200).astype(
+        float
+    )
     usage = np.clip(rng.normal(120 - 25 * d, 45, size=n), 0, 744).round(1)
     discount = rng.beta(2, 8, size=n).round(3)
     satisfaction = np.clip(np.round(rng.normal(3.6 - 0.3 * d - 0.15 * calls, 0.9)), 1, 5)
 
-    region_effect = np.select([region == "north", region == "south", region == "east"], [-0.2, 0.15, 0.0], 0.35)
-    channel_effect = np.select([channel == "web", channel == "store", channel == "phone"], [0.1, -0.25, 0.2], 0.0)
+    region_effect = np.select(
+        [region == "north", region == "south", region == "east"], [-0.2, 0.15, 0.0], 0.35
+    )
+    channel_effect = np.select(
+        [channel == "web", channel == "store", channel == "phone"], [0.1, -0.25, 0.2], 0.0
+    )
     calls_coef = 0.45 * (1 - 0.8 * d)
     logit = (
         -1.4
         + calls_coef * calls
         - 0.035 * np.minimum(tenure, 60)
         - 0.55 * (satisfaction - 3)
-        + 1.1 * (spend > 90) * (plan == "basic")      # an interaction trees can find
+        + 1.1 * (spend > 90) * (plan == "basic")  # an interaction trees can find
         - 0.8 * discount
         - 0.004 * (usage - 120)
         + region_effect
@@ -76,7 +82,9 @@ def generate_rows(rng: np.random.Generator, n: int, opts: SimulationOptions) -> 
         col, _, value = opts.drift_slice.partition("=")
         where = {"region": region, "channel": channel, "plan": plan}.get(col)
         if where is None or not value:
-            raise CtError(f"--drift-slice must be region=..., channel=... or plan=..., got {opts.drift_slice!r}")
+            raise CtError(
+                f"--drift-slice must be region=..., channel=... or plan=..., got {opts.drift_slice!r}"
+            )
         # Concept drift confined to one slice: the signs of the main effects flip there.
         mask = where == value
         logit = np.where(mask, -logit - 2.0, logit)
@@ -87,9 +95,16 @@ def generate_rows(rng: np.random.Generator, n: int, opts: SimulationOptions) -> 
     usage = np.where(rng.random(n) < 0.03, np.nan, usage)
     satisfaction = np.where(rng.random(n) < 0.05, np.nan, satisfaction)
     return {
-        "tenure_months": tenure, "monthly_spend": spend, "support_calls": calls, "usage_hours": usage,
-        "discount_rate": discount, "satisfaction": satisfaction, "region": region, "channel": channel,
-        "plan": plan, "label": label,
+        "tenure_months": tenure,
+        "monthly_spend": spend,
+        "support_calls": calls,
+        "usage_hours": usage,
+        "discount_rate": discount,
+        "satisfaction": satisfaction,
+        "region": region,
+        "channel": channel,
+        "plan": plan,
+        "label": label,
     }
 
 
@@ -98,7 +113,9 @@ def _load_state(path: Path) -> dict:
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise CtError(f"simulator state {path} is unreadable ({e}); delete it to restart the stream") from None
+            raise CtError(
+                f"simulator state {path} is unreadable ({e}); delete it to restart the stream"
+            ) from None
     return {"next_row_id": 1, "next_batch": 1, "last_event_time": None}
 
 
@@ -111,11 +128,25 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
     if opts.file_format not in ("parquet", "csv"):
         raise CtError(f"--format must be parquet or csv, got {opts.file_format!r}")
     cols = settings.columns
-    if cols.event_time != "event_time" or cols.label != "label" or cols.row_id != "row_id" or \
-            set(settings.feature_names) != {"tenure_months", "monthly_spend", "support_calls", "usage_hours",
-                                            "discount_rate", "satisfaction", "region", "channel", "plan"}:
+    if (
+        cols.event_time != "event_time"
+        or cols.label != "label"
+        or cols.row_id != "row_id"
+        or set(settings.feature_names)
+        != {
+            "tenure_months",
+            "monthly_spend",
+            "support_calls",
+            "usage_hours",
+            "discount_rate",
+            "satisfaction",
+            "region",
+            "channel",
+            "plan",
+        }
+    ):
         raise CtError("simulate writes the default schema only; the config in use names other columns")
-    now = now or datetime.utcnow().replace(microsecond=0)  # noqa: DTZ003 - naive UTC throughout
+    now = now or datetime.utcnow().replace(microsecond=0)
     state_path = settings.paths.state / STATE_FILE
     state = _load_state(state_path)
     last = datetime.fromisoformat(state["last_event_time"]) if state["last_event_time"] else None

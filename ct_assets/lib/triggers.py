@@ -36,7 +36,9 @@ def champion_watermark(con: duckdb.DuckDBPyConnection) -> tuple[str | None, int,
     champ = registry.champion(con)
     if champ is None:
         return None, 0, None
-    row = fetch_one(con, "SELECT watermark_batch_id, watermark_event_time FROM models WHERE version = ?", [champ])
+    row = fetch_one(
+        con, "SELECT watermark_batch_id, watermark_event_time FROM models WHERE version = ?", [champ]
+    )
     if row is None:
         return champ, 0, None
     return champ, int(row[0] or 0), row[1]
@@ -65,17 +67,22 @@ def retrain_decision(con: duckdb.DuckDBPyConnection, settings: Settings) -> Retr
 
 @dataclass(frozen=True)
 class Freshness:
-    newest_event_time: datetime | None        # newest ingested event time
-    champion_event_time: datetime | None      # newest event time the champion trained on
-    data_lag_hours: float | None              # the difference, in hours
-    newest_file_landed_at: datetime | None    # mtime of the newest file that landed (handled or pending)
+    newest_event_time: datetime | None  # newest ingested event time
+    champion_event_time: datetime | None  # newest event time the champion trained on
+    data_lag_hours: float | None  # the difference, in hours
+    newest_file_landed_at: datetime | None  # mtime of the newest file that landed (handled or pending)
     file_age_hours: float | None
 
 
-def freshness(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime,
-              pending_mtimes: list[datetime] | None = None) -> Freshness:
-    row = fetch_one(con, "SELECT max(max_event_time) FILTER (WHERE status = 'ingested'), max(landed_at) "
-                         "FROM ingest_log")
+def freshness(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    now: datetime,
+    pending_mtimes: list[datetime] | None = None,
+) -> Freshness:
+    row = fetch_one(
+        con, "SELECT max(max_event_time) FILTER (WHERE status = 'ingested'), max(landed_at) FROM ingest_log"
+    )
     newest_event, newest_landed = (row[0], row[1]) if row else (None, None)
     for m in pending_mtimes or []:
         newest_landed = m if newest_landed is None or m > newest_landed else newest_landed

@@ -75,8 +75,11 @@ def file_lock(lock_path: Path, timeout_seconds: float, what: str) -> Iterator[No
 
 def writer_lock(warehouse: Path, timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
     """The single-writer lock of the warehouse (`<warehouse>.lock`)."""
-    return file_lock(warehouse.with_name(warehouse.name + ".lock"), timeout_seconds,
-                     f"the writer lock of warehouse {warehouse}")
+    return file_lock(
+        warehouse.with_name(warehouse.name + ".lock"),
+        timeout_seconds,
+        f"the writer lock of warehouse {warehouse}",
+    )
 
 
 @contextlib.contextmanager
@@ -127,7 +130,7 @@ def _open(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBP
 def _holder(err: Exception) -> str:
     text = str(err)
     i = text.find("PID")
-    return text[i: text.find(")", i)] if i >= 0 else "writer"
+    return text[i : text.find(")", i)] if i >= 0 else "writer"
 
 
 @contextlib.contextmanager
@@ -200,9 +203,15 @@ def _ddl(settings: Settings) -> list[str]:
 def init_warehouse(settings: Settings) -> list[str]:
     """Create or upgrade the warehouse and the folders; idempotent. Returns what was created."""
     created = []
-    for p in (settings.paths.landing, settings.paths.quarantine, settings.paths.archive,
-              settings.paths.models, settings.paths.reports, settings.paths.state,
-              settings.paths.warehouse.parent):
+    for p in (
+        settings.paths.landing,
+        settings.paths.quarantine,
+        settings.paths.archive,
+        settings.paths.models,
+        settings.paths.reports,
+        settings.paths.state,
+        settings.paths.warehouse.parent,
+    ):
         if not p.exists():
             p.mkdir(parents=True, exist_ok=True)
             created.append(str(p))

@@ -1,0 +1,98 @@
+"""Shared fixtures: a project folder in a temporary directory, with its own config, warehouse and
+Dagster instance. Nothing is written into the checkout."""
+
+import os
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ct_assets.config import Settings, default_config_text, load_settings
+
+CONTRACT_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "cli_contract.py"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
+    """Write a TOML file holding the given tables (merged by ct_assets over its defaults)."""
+    lines = []
+    for table, values in tables.items():
+        if table == "" or not isinstance(values, dict):
+            continue
+        lines.append(f"[{table}]")
+        lines += [f'"{k}" = {_toml_value(v)}' for k, v in values.items()]
+        lines.append("")
+    top = tables.get("", {})
+    head = [f'"{k}" = {_toml_value(v)}' for k, v in top.items()]
+    path.write_text("\n".join([*head, "", *lines]))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with DAGSTER_HOME inside it, and CT_ASSETS_CONFIG cleared."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CT_ASSETS_CONFIG", raising=False)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return tmp_path
+
+
+@pytest.fixture
+def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """make_settings(training={...}, gate={...}, ...) -> Settings, also exported via CT_ASSETS_CONFIG so
+    that Dagster resources and the CLI read the same file."""
+    counter = {"n": 0}
+
+    def make(**tables: dict[str, Any]) -> Settings:
+        counter["n"] += 1
+        path = write_config(project / f"config_{counter['n']}.toml", tables)
+        monkeypatch.setenv("CT_ASSETS_CONFIG", str(path))
+        return load_settings(path)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """The default configuration (small retrain threshold), rooted in the temporary project."""
+    return make_settings(retrain={"min_new_rows": 1000})
+
+
+@pytest.fixture
+def warehouse(settings: Settings) -> Settings:
+    """Settings whose warehouse and folders exist."""
+    from ct_assets.lib.warehouse import init_warehouse
+
+    init_warehouse(settings)
+    return settings
+
+
+@pytest.fixture
+def instance(project: Path) -> Iterator[Any]:
+    """A persistent Dagster instance in the temporary DAGSTER_HOME (sensors need a persistent one)."""
+    import dagster as dg
+
+    with dg.instance_for_test(temp_dir=os.environ["DAGSTER_HOME"]) as inst:
+        yield inst
+
+
+def default_tables() -> dict[str, Any]:
+    return tomllib.loads(default_config_text())
