@@ -305,11 +305,13 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     )
 
     features = _parse_features(top.table_of("features"), source)
-    names = [columns.event_time, columns.label] + ([columns.row_id] if columns.row_id else [])
-    names += [f.name for f in features]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"config {source}: column {dupes[0]!r} has more than one role")
+    roles = [("[columns] event_time", columns.event_time), ("[columns] label", columns.label)]
+    roles += [("[columns] row_id", columns.row_id)] if columns.row_id else []
+    roles += [(f"[features.{f.name}]", f.name) for f in features]
+    for i, (where, name) in enumerate(roles):
+        clash = next((w for w, n in roles[:i] if n == name), None)
+        if clash:
+            raise ConfigError(f"config {source}: column {name!r} has two roles: {clash} and {where}")
     by_name = {f.name: f for f in features}
     for s in columns.slices:
         if s not in by_name or by_name[s].kind != "categorical":
@@ -395,7 +397,7 @@ def _parse_features(table: dict[str, Any], source: str) -> tuple[Feature, ...]:
         raise ConfigError(f"config {source}: [features] must name at least one feature")
     out = []
     for name, spec in table.items():
-        check_identifier(name, "feature", source)
+        check_identifier(name, f"[features.{name}]", source)
         if not isinstance(spec, dict):
             raise ConfigError(f"config {source}: [features.{name}] must be a table with at least kind = ...")
         f = _Reader(spec, f"features.{name}", source, known={"kind", "required", "min", "max", "categories"})

@@ -1,5 +1,7 @@
 """The one Dagster Definitions object of ct_assets (what `dagster dev` and `ct-assets` load)."""
 
+import warnings
+
 import dagster as dg
 
 from ct_assets.assets.datasets import golden_dataset, training_dataset
@@ -14,6 +16,9 @@ from ct_assets.assets.validation import validation_report
 from ct_assets.jobs import ct_job, freshness_job, ingest_job, registry_job
 from ct_assets.resources import HandoffIOManager, SettingsResource
 from ct_assets.sensors import freshness_schedule, landing_sensor, retrain_sensor
+
+# Output(data_version=...) is how an asset states its content hash; Dagster still labels it beta.
+warnings.filterwarnings("ignore", message=".*data_version.*", category=dg.BetaWarning)
 
 settings_resource = SettingsResource()
 

@@ -37,6 +37,7 @@ def _in_flight(context: dg.SensorEvaluationContext, job_name: str) -> int:
 
 
 @dg.sensor(
+    description="New ready files in the landing folder -> one ingest run (never two in flight).",
     job=ingest_job,
     minimum_interval_seconds=LANDING_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -62,6 +63,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
 
 
 @dg.sensor(
+    description="Labelled rows newer than the champion's training watermark reach [retrain] min_new_rows "
+    "-> one CT run per newest batch; skips the tick while a writer holds the warehouse.",
     job=ct_job,
     minimum_interval_seconds=RETRAIN_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,

@@ -150,7 +150,13 @@ def raw_deltas_newest_file_fresh(settings: SettingsResource) -> dg.AssetCheckRes
     )
 
 
-@dg.asset_check(asset="champion_model", name="champion_model_data_lag_within_limit", blocking=False)
+# additional_deps: in the ingest job it must run after raw_deltas, on the rows that run appended.
+@dg.asset_check(
+    asset="champion_model",
+    name="champion_model_data_lag_within_limit",
+    blocking=False,
+    additional_deps=[raw_deltas],
+)
 def champion_model_data_lag_within_limit(settings: SettingsResource) -> dg.AssetCheckResult:
     """Newest ingested event time minus the newest event time the champion trained on stays within
     [freshness] max_data_lag_hours (a warning: a stale champion is a signal, not a gate)."""

@@ -136,7 +136,7 @@ def validation_report(
         for c in result.comparisons
     ]
     secondary = [
-        {"set": set_name, "model": who, **{k: round(v, 4) for k, v in m.items()}}
+        {"set": set_name, "model": who, **{k: round(v, 4) for k, v in m.items() if v is not None}}
         for set_name, by_model in result.metrics.items()
         for who, m in by_model.items()
     ]

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 from ct_assets.cli.runs import ensure_dagster_home
 from ct_assets.config import Settings
 from ct_assets.lib.simulator import SimulationOptions, simulate
@@ -29,6 +31,16 @@ def _workspace(home: Path) -> Path:
     return path
 
 
+def _land_bad_copy(good: Path) -> Path:
+    """Land a CSV whose column `monthly_spend` is misspelled, as producers sometimes do."""
+    frame = pl.read_parquet(good).head(500).rename({"monthly_spend": "monthly_spnd"})
+    final = good.with_name(f"bad_{good.stem}.csv")
+    part = final.with_name(f".{final.name}.part")
+    frame.write_csv(part)
+    os.replace(part, final)
+    return final
+
+
 def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows: int, batches: int) -> int:
     init_warehouse(settings)
     home = ensure_dagster_home()
@@ -46,10 +58,15 @@ def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows:
                 print(f"dagster dev exited with code {server.returncode}", file=sys.stderr)
                 return 1
             time.sleep(interval)
-            # Every 12th delta carries mild drift, so blocked and promoted challengers both show up.
+            # Every 12th delta carries drift, so that blocked challengers show up beside promoted ones.
             drift = 0.6 if fed % 12 == 11 else 0.0
             for path in simulate(settings, SimulationOptions(batches=1, rows=rows, seed=fed, drift=drift)):
                 print(f"landed {path.name}" + (" (drifted)" if drift else ""), flush=True)
+                if fed % 10 == 4:
+                    print(
+                        f"landed {_land_bad_copy(path).name} (a renamed column: to be quarantined)",
+                        flush=True,
+                    )
             fed += 1
         print("feeder done; the UI keeps running until Ctrl-C", flush=True)
         server.wait()

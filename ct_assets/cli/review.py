@@ -19,6 +19,15 @@ def change_champion(settings: Settings, action: str, version: str, reason: str) 
         raise RegistryError(f"{action} needs a non-empty --reason")
     if version:
         model_dir(settings.paths.models, version)  # refuse anything that is not a version name at once
+    # Refuse what is bound to fail before starting a run (the asset checks all of it again).
+    with connect_reader(settings, wait_seconds=30) as con:
+        if version and registry.model(con, version) is None:
+            raise RegistryError(f"{version} is not a registered model (see `ct-assets registry list`)")
+        if action == "approve":
+            decision = registry.latest_decision(con, version)
+            if decision is None or decision.action != "blocked":
+                state = decision.action if decision else "never validated"
+                raise RegistryError(f"{version} is not in the review queue (its last decision: {state})")
     res = run_job(
         "registry_job",
         tags={TRIGGER_TAG: action, "ct_assets/actor": registry.actor()},

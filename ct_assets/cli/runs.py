@@ -78,7 +78,13 @@ def run_job(
             run_config=config,
             asset_selection=[dg.AssetKey(k) for k in asset_selection] if asset_selection else None,
         )
-    state = "succeeded" if result.success else f"failed: {failure_message(result)}"
+    blocked = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.blocking]
+    if result.success:
+        state = "succeeded"
+    elif blocked:
+        state = "stopped by blocking checks: " + ", ".join(blocked)
+    else:
+        state = f"failed: {failure_message(result)}"
     print(f"ct-assets: {name} run {result.run_id} {state}", file=sys.stderr, flush=True)
     return result
 

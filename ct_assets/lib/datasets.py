@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ct_assets.config import Settings
 from ct_assets.errors import DataError
-from ct_assets.lib.hashing import AGGREGATE_SQL, combine, data_hash, key_hash_sql
+from ct_assets.lib.hashing import AGGREGATE_SQL, combine, data_hash, key_hash_sql, row_hash_sql
 from ct_assets.lib.warehouse import fetch_one, fetch_value, quote, raw_delta_columns
 
 
@@ -83,26 +84,41 @@ def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
 
 
 def golden_quotas(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """How many rows to take from each slice cell: the golden fraction of it, raised so that every
-    slice value gets at least golden_min_rows_per_slice rows (when it has them), then capped."""
+    """How many rows to take from each slice cell (one combination of slice values).
+
+    The golden fraction of each cell, scaled down to golden_max_rows, then raised so that every value
+    of every slice column gets at least golden_min_rows_per_slice rows (or all it has): coverage wins
+    over the cap. A value's deficit is spread over its cells in proportion to their spare rows.
+    """
     ds = settings.dataset
-    slices = list(settings.columns.slices)
-    n = cells["n"].to_list()
+    n = [int(x) for x in cells["n"].to_list()]
     quota = [min(c, math.ceil(c * ds.golden_fraction)) for c in n]
-    for col in slices:
-        values = cells[col].to_list()
-        for v in set(values):
-            idx = [i for i, x in enumerate(values) if x == v]
-            have, avail = sum(quota[i] for i in idx), sum(n[i] for i in idx)
-            target = min(ds.golden_min_rows_per_slice, avail)
-            if 0 < have < target:
-                factor = target / have
-                for i in idx:
-                    quota[i] = min(n[i], math.ceil(quota[i] * factor))
     total = sum(quota)
     if total > ds.golden_max_rows:
         factor = ds.golden_max_rows / total
-        quota = [max(1, math.floor(q * factor)) if q else 0 for q in quota]
+        quota = [min(c, max(1, math.floor(q * factor))) if q else 0 for q, c in zip(quota, n, strict=True)]
+    groups = [
+        [i for i, x in enumerate(values) if x == v]
+        for values in (cells[col].to_list() for col in settings.columns.slices)
+        for v in dict.fromkeys(values)
+    ]
+    for _ in range(len(groups) + 1):  # raising one value's cells never lowers another's; few rounds settle
+        changed = False
+        for idx in groups:
+            target = min(ds.golden_min_rows_per_slice, sum(n[i] for i in idx))
+            deficit = target - sum(quota[i] for i in idx)
+            while deficit > 0:
+                spare = {i: n[i] - quota[i] for i in idx if n[i] > quota[i]}
+                room = sum(spare.values())
+                for i, free in spare.items():
+                    add = min(free, deficit, max(1, math.floor(deficit * free / room)))
+                    quota[i] += add
+                    deficit -= add
+                    changed = True
+                    if deficit == 0:
+                        break
+        if not changed:
+            break
     return cells.with_columns(pl.Series("quota", quota, dtype=pl.Int64))
 
 
@@ -306,17 +322,38 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
     )
 
 
+def frame_hash(row_hashes: np.ndarray) -> str:
+    """data_hash of a column of 64-bit row hashes (numpy sums wrap modulo 2**64, as the hash wants)."""
+    h = row_hashes.astype(np.uint64, copy=False)
+    total = int(h.sum(dtype=np.uint64)) if len(h) else 0
+    xor = int(np.bitwise_xor.reduce(h)) if len(h) else 0
+    return data_hash(len(h), total, xor)
+
+
 def read_split(
-    con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, part: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ds: DatasetInfo,
+    part: str,
+    *,
+    recompute_hashes: bool = False,
 ) -> pl.DataFrame:
-    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow)."""
+    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow).
+
+    The rows read are hashed and compared with the hash recorded for that part, so a data set whose
+    rows changed is refused rather than silently used. By default the stored per-row hashes are summed
+    (nearly free); `recompute_hashes` hashes every value again (what `reproduce` does, to catch rows
+    edited in place).
+    """
     if part not in ("train", "holdout"):
         raise ValueError(part)
     et = quote(settings.columns.event_time)
-    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    columns = [n for n, _ in raw_delta_columns(settings)]
+    names = ", ".join(quote(n) for n in columns)
+    hash_expr = row_hash_sql(columns) if recompute_hashes else "_row_hash"
     cmp = "<" if part == "train" else ">="
     sql = (
-        f"SELECT {names} FROM ({_selection_sql(settings)}) WHERE {et} {cmp} $boundary "
+        f"SELECT {names}, {hash_expr} AS _row_hash FROM ({_selection_sql(settings)}) WHERE {et} {cmp} $boundary "
         f"ORDER BY {_key_order(settings)}"
     )
     frame = con.sql(
@@ -328,10 +365,13 @@ def read_split(
             "boundary": ds.holdout_start_time,
         },
     ).pl()
-    expected = ds.n_train if part == "train" else ds.n_holdout
-    if frame.height != expected:
+    expected_rows, expected_hash = (
+        (ds.n_train, ds.train_hash) if part == "train" else (ds.n_holdout, ds.holdout_hash)
+    )
+    got = frame_hash(frame["_row_hash"].to_numpy())
+    if frame.height != expected_rows or got != expected_hash:
         raise DataError(
-            f"data set {ds.dataset_hash}: read {frame.height} {part} rows, recorded {expected}; "
-            "the warehouse rows behind it changed"
+            f"data set {ds.dataset_hash}: the {part} rows read ({frame.height} rows, hash {got}) differ from the "
+            f"recorded ones ({expected_rows} rows, hash {expected_hash}): the warehouse rows behind it changed"
         )
-    return frame
+    return frame.drop("_row_hash")

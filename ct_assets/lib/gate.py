@@ -60,7 +60,7 @@ class CheckOutcome:
 class GateResult:
     checks: dict[str, CheckOutcome]
     comparisons: list[Comparison]
-    metrics: dict[str, dict[str, dict[str, float | None]]]  # set -> model -> metric -> value
+    metrics: dict[str, dict[str, dict[str, float]]]  # set -> model -> metric -> value
     primary_metric: str
 
     @property
@@ -92,7 +92,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     metric = settings.primary_metric
     thr = settings.decision_threshold
     comparisons: list[Comparison] = []
-    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
     checks: dict[str, CheckOutcome] = {}
 
     def primary(y: np.ndarray, p: np.ndarray) -> float:

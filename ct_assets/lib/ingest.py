@@ -126,7 +126,12 @@ def normalize(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 def to_stored(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """The frame as the warehouse stores it: configured columns, in order, with their types."""
-    types = {"TIMESTAMP": pl.Datetime("us"), "BIGINT": pl.Int64, "DOUBLE": pl.Float64, "VARCHAR": pl.String}
+    types: dict[str, pl.DataType] = {
+        "TIMESTAMP": pl.Datetime("us"),
+        "BIGINT": pl.Int64(),
+        "DOUBLE": pl.Float64(),
+        "VARCHAR": pl.String(),
+    }
     return frame.select(
         pl.col(name).cast(types[t], strict=True) for name, t in raw_delta_columns(settings)
     ).with_columns(pl.selectors.float().fill_nan(None))

@@ -26,7 +26,7 @@ import polars as pl
 from ct_assets.config import Settings
 from ct_assets.errors import CtError, RegistryError
 
-VERSION_PATTERN = re.compile(r"^v\d{4,}$")
+VERSION_PATTERN = re.compile(r"v\d{4,}")
 MODEL_FILE = "model.txt"
 CARD_FILE = "card.json"
 
@@ -113,9 +113,9 @@ def train(
 
 def next_version(models_dir: Path, known: list[str]) -> str:
     """The next version name, above every known version and every folder already in the models folder."""
-    numbers = [int(v[1:]) for v in known if VERSION_PATTERN.match(v)]
+    numbers = [int(v[1:]) for v in known if VERSION_PATTERN.fullmatch(v)]
     if models_dir.is_dir():
-        numbers += [int(p.name[1:]) for p in models_dir.iterdir() if VERSION_PATTERN.match(p.name)]
+        numbers += [int(p.name[1:]) for p in models_dir.iterdir() if VERSION_PATTERN.fullmatch(p.name)]
     return f"v{(max(numbers) + 1) if numbers else 1:04d}"
 
 
@@ -158,7 +158,7 @@ def save(
 
 def model_dir(models_dir: Path, version: str) -> Path:
     """The folder of a version, refusing names and paths that would leave the models folder."""
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise RegistryError(f"{version!r} is not a model version (expected v0001, v0002, ...)")
     root = models_dir.resolve()
     path = (root / version).resolve()
@@ -223,7 +223,7 @@ def load(model_path: Path, *, features_from: Settings | None = None) -> LoadedMo
                 {
                     "name": f.name,
                     "kind": f.kind,
-                    **({"categories": list(f.categories)} if f.kind == "categorical" else {}),
+                    **({"categories": list(f.categories or ())} if f.kind == "categorical" else {}),
                 }
                 for f in features_from.features
             ]

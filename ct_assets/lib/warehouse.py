@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -260,7 +261,7 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | No
     return rows[0] if rows else None
 
 
-def fetch_value(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> object:
+def fetch_value(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> Any:
     row = fetch_one(con, sql, params)
     return row[0] if row else None
 

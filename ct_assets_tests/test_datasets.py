@@ -1,0 +1,381 @@
+"""The golden set (frozen, stratified, never trained on) and the recorded, time-ordered training data set.
+
+A warehouse is filled once per module through the real ingest (Great Expectations is slow to start),
+and each test works on its own copy of it in its temporary project.
+"""
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from ct_assets.config import Settings, load_settings
+from ct_assets.errors import DataError
+from ct_assets.lib.datasets import (
+    DatasetInfo,
+    GoldenInfo,
+    active_golden,
+    build_golden,
+    define_training_dataset,
+    golden_quotas,
+    load_dataset,
+    read_golden,
+    read_split,
+    record_dataset,
+)
+from ct_assets.lib.hashing import row_hash_sql
+from ct_assets.lib.ingest import ingest_landed_files
+from ct_assets.lib.landing import ready_files
+from ct_assets.lib.simulator import SimulationOptions, generate_rows, simulate
+from ct_assets.lib.warehouse import connect_writer, init_warehouse, raw_delta_columns, transaction
+
+NOW = datetime(2025, 6, 1, 12, 0, 0)
+BATCHES, ROWS = 4, 1000  # ingested into the base warehouse; one more batch waits in its landing folder
+
+
+def _fill(root: Path, config_text: str, files: list[pl.DataFrame] | None) -> Path:
+    config = root / "ct.toml"
+    config.write_text(config_text, encoding="utf-8")
+    s = load_settings(config, cwd=root)
+    init_warehouse(s)
+    if files is None:
+        simulate(s, SimulationOptions(batches=BATCHES + 1, rows=ROWS, seed=7), now=NOW)
+    else:
+        for i, frame in enumerate(files):
+            frame.write_parquet(s.paths.landing / f"delta_{i}.parquet")
+    landed = ready_files(s.paths.landing)
+    report = ingest_landed_files(s, now=NOW, files=landed[:BATCHES] if files is None else landed)
+    assert all(f.status == "ingested" for f in report.files), [f.reason for f in report.files]
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def base_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `data` folder of a default-schema project: 4 simulated batches ingested, 1 more landed."""
+    return _fill(tmp_path_factory.mktemp("base"), "[retrain]\nmin_new_rows = 1000\n", None)
+
+
+def frame_without_ids(n: int, seed: int, start: datetime) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    times = [start + timedelta(seconds=7 * i) for i in range(n)]
+    return pl.DataFrame({"event_time": times, **data}).with_columns(
+        pl.col("event_time").cast(pl.Datetime("us"))
+    )
+
+
+@pytest.fixture(scope="module")
+def rowless_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `data` folder of a project whose rows have no id (keyed by their content hash)."""
+    frames = [frame_without_ids(1500, seed=s, start=NOW - timedelta(days=2 - s)) for s in (0, 1)]
+    return _fill(tmp_path_factory.mktemp("rowless"), '[columns]\nrow_id = ""\n', frames)
+
+
+def use(data: Path, settings: Settings) -> Settings:
+    """Copy a prepared data folder into this test's project."""
+    shutil.copytree(data, settings.paths.warehouse.parent)
+    return settings
+
+
+def golden(s: Settings) -> GoldenInfo:
+    with connect_writer(s) as con, transaction(con):
+        return build_golden(con, s, reason="test", run_id="run", now=NOW)
+
+
+def define(s: Settings, golden_hash: str) -> DatasetInfo:
+    with connect_writer(s) as con:
+        return define_training_dataset(con, s, golden_hash)
+
+
+def split(s: Settings, ds: DatasetInfo, part: str) -> pl.DataFrame:
+    with connect_writer(s) as con:
+        return read_split(con, s, ds, part)
+
+
+def query(s: Settings, sql: str) -> list[tuple]:
+    with connect_writer(s) as con:
+        return con.execute(sql).fetchall()
+
+
+# ---------------------------------------------------------------------------------------------- golden
+
+
+def test_golden_set_covers_every_slice_value(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    assert not g.reused
+    assert g.rows > 0
+    with connect_writer(s) as con:
+        rows = read_golden(con, s, g.golden_hash)
+    assert rows.height == g.rows
+    assert rows["label"].null_count() == 0
+    want = s.dataset.golden_min_rows_per_slice
+    for col in s.columns.slices:
+        categories = set(s.feature(col).categories or ())
+        assert set(g.slice_counts[col]) == categories
+        counts = dict(rows.group_by(col).len().iter_rows())
+        assert counts == g.slice_counts[col]
+        available = dict(
+            query(s, f"SELECT {col}, count(*) FROM raw_deltas WHERE label IS NOT NULL GROUP BY 1")
+        )
+        for value in categories:
+            assert counts[value] >= min(want, available[value]), (col, value, counts, available)
+
+
+def test_golden_rows_are_real_rows(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    assert query(
+        s,
+        "SELECT count(*) FROM golden_rows g JOIN raw_deltas r "
+        "ON g.row_id = r.row_id AND g._row_hash = r._row_hash AND g._batch_id = r._batch_id "
+        f"WHERE g._golden_hash = '{g.golden_hash}'",
+    ) == [(g.rows,)]
+
+
+def test_golden_quotas_raise_every_slice_value_to_its_minimum(settings: Settings) -> None:
+    """Every slice value gets at least golden_min_rows_per_slice (200) rows when it has that many,
+    even when one of its cells is small and was already raised for another slice column."""
+    cells = pl.DataFrame(
+        {
+            "region": ["west", "north", "west", "north"],
+            "channel": ["partner", "partner", "web", "web"],
+            "n": [20, 300, 400, 5000],
+        }
+    )
+    q = golden_quotas(cells, settings)
+    assert all(0 < quota <= n for quota, n in zip(q["quota"], q["n"], strict=True))
+    for col in ("region", "channel"):
+        per_value = q.group_by(col).agg(pl.col("quota").sum(), pl.col("n").sum())
+        for value, quota, n in per_value.iter_rows():
+            assert quota >= min(200, n), (col, value, quota, n)
+
+
+def test_golden_quotas_keep_rare_cells_and_respect_the_cap(make_settings) -> None:
+    cells = pl.DataFrame(
+        {"region": ["north", "south", "east", "west"], "channel": ["web"] * 4, "n": [50_000, 20_000, 3, 1]}
+    )
+    # Without a per-slice minimum, the cap holds (give or take one row per kept cell).
+    s = make_settings(dataset={"golden_max_rows": 100, "golden_min_rows_per_slice": 0})
+    q = golden_quotas(cells, s)
+    assert q["quota"].sum() <= 100 + len(cells)
+    assert q["quota"].min() >= 1  # no slice value disappears
+    # With one, coverage wins over the cap: every value gets min(200, what it has).
+    s = make_settings(dataset={"golden_max_rows": 100, "golden_min_rows_per_slice": 200})
+    q = golden_quotas(cells, s)
+    assert q["quota"].to_list() == [200, 200, 3, 1]
+
+
+def test_golden_set_is_frozen(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    first = golden(s)
+    second = golden(s)
+    assert second.golden_hash == first.golden_hash
+    assert second.rows == first.rows
+    assert second.reused
+    assert query(s, "SELECT count(*) FROM golden_versions") == [(1,)]
+    with connect_writer(s) as con:
+        before = read_golden(con, s, first.golden_hash)
+        active = active_golden(con)
+    assert active is not None
+    assert active.golden_hash == first.golden_hash
+
+    # new rows arrive: the recorded golden set stays exactly as it was
+    report = ingest_landed_files(s, now=NOW)
+    assert [f.status for f in report.files] == ["ingested"]
+    with connect_writer(s) as con:
+        assert read_golden(con, s, first.golden_hash).equals(before, null_equal=True)
+        assert active_golden(con).golden_hash == first.golden_hash  # type: ignore[union-attr]
+
+
+def test_golden_set_needs_labelled_rows(settings: Settings) -> None:
+    init_warehouse(settings)
+    with pytest.raises(DataError, match="no labelled rows"):
+        golden(settings)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def test_training_selection_never_contains_a_golden_key(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    ds = define(s, g.golden_hash)
+    train, holdout = split(s, ds, "train"), split(s, ds, "holdout")
+    golden_ids = {
+        r[0] for r in query(s, f"SELECT row_id FROM golden_rows WHERE _golden_hash = '{g.golden_hash}'")
+    }
+    assert len(golden_ids) == g.rows
+    assert golden_ids.isdisjoint(train["row_id"].to_list())
+    assert golden_ids.isdisjoint(holdout["row_id"].to_list())
+    # and nothing else is left out: every labelled row is in exactly one of train, holdout, golden
+    labelled = {r[0] for r in query(s, "SELECT row_id FROM raw_deltas WHERE label IS NOT NULL")}
+    used = [*train["row_id"].to_list(), *holdout["row_id"].to_list(), *golden_ids]
+    assert len(used) == len(set(used))
+    assert set(used) == labelled
+    assert ds.n_train == train.height
+    assert ds.n_holdout == holdout.height
+    assert train["label"].null_count() == holdout["label"].null_count() == 0
+    assert ds.rows_unlabelled == query(s, "SELECT count(*) FROM raw_deltas WHERE label IS NULL")[0][0] > 0
+
+
+def test_split_is_by_time_in_canonical_order(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    ds = define(s, golden(s).golden_hash)
+    train, holdout = split(s, ds, "train"), split(s, ds, "holdout")
+    assert train["event_time"].max() < holdout["event_time"].min()
+    assert holdout["event_time"].min() == ds.holdout_start_time
+    share = holdout.height / (train.height + holdout.height)
+    assert abs(share - s.dataset.holdout_fraction) < 0.01
+    for part in (train, holdout):
+        assert part.equals(part.sort("event_time", "row_id"))
+    assert [c for c, _ in raw_delta_columns(s)] == train.columns
+
+
+def test_rows_sharing_the_boundary_instant_all_go_to_the_holdout(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    query(s, "UPDATE raw_deltas SET event_time = date_trunc('hour', event_time)")  # 4 instants in all
+    ds = define(s, golden(s).golden_hash)
+    train, holdout = split(s, ds, "train"), split(s, ds, "holdout")
+    assert train["event_time"].max() < holdout["event_time"].min()
+    # the boundary instant is not split: all of its rows went to the holdout, more than the plain share
+    assert holdout["event_time"].n_unique() == 1
+    assert holdout.height > round((train.height + holdout.height) * s.dataset.holdout_fraction)
+    assert (train.height, holdout.height) == (ds.n_train, ds.n_holdout)
+
+
+def test_training_window_keeps_only_recent_rows(base_data: Path, make_settings) -> None:
+    s = use(base_data, make_settings(dataset={"window_days": 0.1, "min_train_rows": 10}))
+    ds = define(s, golden(s).golden_hash)
+    assert ds.window_start == ds.newest_event_time - timedelta(days=0.1)
+    train = split(s, ds, "train")
+    assert train["event_time"].min() >= ds.window_start
+    older = query(s, f"SELECT count(*) FROM raw_deltas WHERE event_time < '{ds.window_start}'")[0][0]
+    assert older > 0
+
+
+def test_too_few_rows_is_a_clear_data_error(base_data: Path, make_settings) -> None:
+    s = use(base_data, make_settings(dataset={"min_train_rows": 100_000}))
+    g = golden(s)
+    with pytest.raises(DataError, match="min_train_rows"):
+        define(s, g.golden_hash)
+
+
+def test_no_labelled_rows_is_a_clear_data_error(settings: Settings) -> None:
+    init_warehouse(settings)
+    with pytest.raises(DataError, match="no labelled rows"):
+        define(settings, "none")
+
+
+def test_dataset_hash_is_stable_across_redefinitions(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    first = define(s, g.golden_hash)
+    again = define(s, golden(s).golden_hash)
+    assert again == first
+    with connect_writer(s) as con, transaction(con):
+        assert record_dataset(con, first, run_id="run", now=NOW) is True
+        assert record_dataset(con, again, run_id="run", now=NOW) is False
+        assert load_dataset(con, first.dataset_hash) == first
+        with pytest.raises(DataError, match="no training data set"):
+            load_dataset(con, "0000")
+    assert DatasetInfo.from_json(first.to_json()) == first
+    assert query(s, "SELECT count(*) FROM dataset_versions") == [(1,)]
+
+
+def test_dataset_hash_changes_when_a_row_changes(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    before = define(s, g.golden_hash)
+    some_train_id = split(s, before, "train")["row_id"][10]
+    # the same row id, one value different (as a different delta would have delivered it)
+    cols = [n for n, _ in raw_delta_columns(s)]
+    query(
+        s,
+        f"UPDATE raw_deltas SET tenure_months = tenure_months + 1 WHERE row_id = {some_train_id}; "
+        f"UPDATE raw_deltas SET _row_hash = {row_hash_sql(cols)} WHERE row_id = {some_train_id}",
+    )
+    after = define(s, g.golden_hash)
+    assert after.n_train == before.n_train
+    assert after.train_hash != before.train_hash
+    assert after.holdout_hash == before.holdout_hash
+    assert after.dataset_hash != before.dataset_hash
+
+
+def test_dataset_hash_changes_when_rows_arrive(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    g = golden(s)
+    before = define(s, g.golden_hash)
+    ingest_landed_files(s, now=NOW)
+    after = define(s, g.golden_hash)
+    assert after.max_batch_id == before.max_batch_id + 1
+    assert after.n_train + after.n_holdout > before.n_train + before.n_holdout
+    assert after.dataset_hash != before.dataset_hash
+    # the recorded selection still reads exactly its own rows
+    assert split(s, before, "train").height == before.n_train
+
+
+def test_read_split_refuses_when_rows_were_removed(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    ds = define(s, golden(s).golden_hash)
+    train_id = split(s, ds, "train")["row_id"][0]
+    holdout_id = split(s, ds, "holdout")["row_id"][0]
+    query(s, f"DELETE FROM raw_deltas WHERE row_id IN ({train_id}, {holdout_id})")
+    for part in ("train", "holdout"):
+        with pytest.raises(DataError, match="changed"):
+            split(s, ds, part)
+
+
+def test_read_split_refuses_when_a_row_was_replaced(base_data: Path, settings: Settings) -> None:
+    """Same number of rows, one of them different: the rows behind the recorded hash changed."""
+    s = use(base_data, settings)
+    ds = define(s, golden(s).golden_hash)
+    train_id = split(s, ds, "train")["row_id"][0]
+    cols = [n for n, _ in raw_delta_columns(s)]
+    query(
+        s,
+        f"UPDATE raw_deltas SET label = 1 - label WHERE row_id = {train_id}; "
+        f"UPDATE raw_deltas SET _row_hash = {row_hash_sql(cols)} WHERE row_id = {train_id}",
+    )
+    with pytest.raises(DataError, match="changed"):
+        split(s, ds, "train")
+
+
+def test_read_split_knows_only_train_and_holdout(base_data: Path, settings: Settings) -> None:
+    s = use(base_data, settings)
+    ds = define(s, golden(s).golden_hash)
+    with pytest.raises(ValueError):
+        split(s, ds, "golden")
+
+
+# ------------------------------------------------------------------------------------ rows without ids
+
+
+def test_rows_without_ids_are_keyed_by_content(rowless_data: Path, make_settings) -> None:
+    s = use(rowless_data, make_settings(columns={"row_id": ""}))
+    assert s.columns.row_id is None
+    g = golden(s)
+    ds = define(s, g.golden_hash)
+    assert ds == define(s, golden(s).golden_hash)
+    train, holdout = split(s, ds, "train"), split(s, ds, "holdout")
+    assert "row_id" not in train.columns
+    assert train["event_time"].max() < holdout["event_time"].min()
+
+    def hashes(frame: pl.DataFrame) -> set[int]:
+        cols = [n for n, _ in raw_delta_columns(s)]
+        with duckdb.connect() as con:
+            con.register("f", frame.to_arrow())
+            return {r[0] for r in con.execute(f"SELECT {row_hash_sql(cols)} FROM f").fetchall()}
+
+    golden_hashes = {
+        r[0] for r in query(s, f"SELECT _row_hash FROM golden_rows WHERE _golden_hash = '{g.golden_hash}'")
+    }
+    assert len(golden_hashes) == g.rows
+    assert golden_hashes.isdisjoint(hashes(train))
+    assert golden_hashes.isdisjoint(hashes(holdout))
+    labelled = query(s, "SELECT count(*) FROM raw_deltas WHERE label IS NOT NULL")[0][0]
+    assert train.height + holdout.height + g.rows == labelled

@@ -1,0 +1,134 @@
+"""The Definitions load, and the asset graph matches a literal snapshot so that a rename shows in review."""
+
+import dagster as dg
+
+from ct_assets import jobs
+from ct_assets.definitions import defs
+
+# asset -> (group, upstream assets)
+ASSETS = {
+    "raw_deltas": ("ingestion", []),
+    "golden_dataset": ("datasets", ["raw_deltas"]),
+    "training_dataset": ("datasets", ["golden_dataset", "raw_deltas"]),
+    "challenger_model": ("training", ["training_dataset"]),
+    "validation_report": ("validation", ["challenger_model", "training_dataset"]),
+    "champion_model": ("registry", ["validation_report"]),
+}
+
+# (asset, check) -> blocking
+CHECKS = {
+    ("raw_deltas", "raw_deltas_schema_valid"): False,
+    ("raw_deltas", "raw_deltas_required_not_null"): False,
+    ("raw_deltas", "raw_deltas_values_valid"): False,
+    ("raw_deltas", "raw_deltas_row_ids_unique"): False,
+    ("raw_deltas", "raw_deltas_newest_file_fresh"): False,
+    ("training_dataset", "training_dataset_fresh"): False,
+    ("validation_report", "challenger_no_regression_golden"): True,
+    ("validation_report", "challenger_no_regression_holdout"): True,
+    ("validation_report", "challenger_no_slice_regression"): True,
+    ("validation_report", "challenger_above_floor"): True,
+    ("validation_report", "challenger_predictions_sane"): True,
+    ("champion_model", "champion_model_data_lag_within_limit"): False,
+}
+
+# job -> (assets it materializes, checks it runs)
+JOBS = {
+    "ingest_job": (
+        ["raw_deltas"],
+        [
+            "champion_model_data_lag_within_limit",
+            "raw_deltas_newest_file_fresh",
+            "raw_deltas_required_not_null",
+            "raw_deltas_row_ids_unique",
+            "raw_deltas_schema_valid",
+            "raw_deltas_values_valid",
+        ],
+    ),
+    "ct_job": (
+        ["challenger_model", "champion_model", "golden_dataset", "training_dataset", "validation_report"],
+        [
+            "challenger_above_floor",
+            "challenger_no_regression_golden",
+            "challenger_no_regression_holdout",
+            "challenger_no_slice_regression",
+            "challenger_predictions_sane",
+            "champion_model_data_lag_within_limit",
+            "training_dataset_fresh",
+        ],
+    ),
+    "registry_job": (["champion_model"], ["champion_model_data_lag_within_limit"]),
+    "freshness_job": ([], ["champion_model_data_lag_within_limit", "raw_deltas_newest_file_fresh"]),
+}
+
+# sensor -> job it targets; schedules likewise
+SENSORS = {"landing_sensor": "ingest_job", "retrain_sensor": "ct_job"}
+SCHEDULES = {"freshness_schedule": "freshness_job"}
+
+
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    specs = [s for a in defs.assets or [] for s in a.check_specs]  # type: ignore[union-attr]
+    specs += [s for c in defs.asset_checks or [] for s in c.check_specs]  # type: ignore[union-attr]
+    return specs
+
+
+def test_definitions_are_loadable() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot() -> None:
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    actual = {
+        name: (spec.group_name, sorted(d.asset_key.to_user_string() for d in spec.deps))
+        for name, spec in specs.items()
+    }
+    assert actual == ASSETS
+
+
+def test_asset_check_snapshot() -> None:
+    actual = {(s.asset_key.to_user_string(), s.name): s.blocking for s in _check_specs()}
+    assert actual == CHECKS
+    graph_checks = {
+        (k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert graph_checks == set(CHECKS)
+
+
+def test_job_snapshot() -> None:
+    names = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert names == set(JOBS)
+    graph = defs.resolve_asset_graph()
+    for job in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.freshness_job):
+        assets = sorted(k.to_user_string() for k in job.selection.resolve(graph))
+        checks = sorted(k.name for k in job.selection.resolve_checks(graph))
+        assert (assets, checks) == JOBS[job.name], job.name
+
+
+def test_sensors_and_schedules_snapshot() -> None:
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert {name: s.job_name for name, s in sensors.items()} == SENSORS
+    assert {name: s.default_status for name, s in sensors.items()} == {
+        name: dg.DefaultSensorStatus.RUNNING for name in SENSORS
+    }
+    schedules = {s.name: s for s in defs.schedules or []}  # type: ignore[union-attr]
+    assert {name: s.job_name for name, s in schedules.items()} == SCHEDULES
+    assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in schedules.values())
+
+
+def test_every_asset_and_check_has_a_description() -> None:
+    missing = [
+        s.key.to_user_string() for s in defs.resolve_all_asset_specs() if not (s.description or "").strip()
+    ]
+    missing += [
+        f"{s.asset_key.to_user_string()}:{s.name}"
+        for s in _check_specs()
+        if not (s.description or "").strip()
+    ]
+    assert missing == []
+    assert len(_check_specs()) == len(CHECKS)
+
+
+def test_every_job_has_a_description() -> None:
+    assert all(
+        (j.description or "").strip()
+        for j in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.freshness_job)
+    )

@@ -1,0 +1,288 @@
+"""Sensors through build_sensor_context: skip reasons, run requests, and their cursors."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from ct_assets.config import Settings
+from ct_assets.definitions import defs
+from ct_assets.lib import landing, registry
+from ct_assets.lib.ingest import ingest_landed_files
+from ct_assets.lib.simulator import SimulationOptions, simulate
+from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.resources import SettingsResource
+from ct_assets.sensors import landing_sensor, retrain_sensor
+from ct_assets_tests.helpers import QUIET, WEAK, small
+
+CT_KEYS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
+
+
+def tick(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None
+) -> tuple[Any, str | None]:
+    """Evaluate the sensor once; return its result and the cursor it leaves."""
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"settings": SettingsResource()}
+    )
+    result = sensor(context)
+    return result, context.cursor
+
+
+def land(settings: Settings, batches: int, rows: int, seed: int) -> None:
+    simulate(settings, SimulationOptions(batches=batches, rows=rows, seed=seed))
+
+
+def labelled_rows_after(settings: Settings, batch_id: int) -> int:
+    with connect_reader(settings) as con:
+        row = con.execute(
+            "SELECT coalesce(sum(rows_labelled), 0) FROM ingest_log WHERE status = 'ingested' AND batch_id > ?",
+            [batch_id],
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def champion(settings: Settings) -> str | None:
+    with connect_reader(settings) as con:
+        return registry.champion(con)
+
+
+def run_ct(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Execute the run a retrain_sensor request asks for, as the daemon would."""
+    return defs.resolve_job_def("ct_job").execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+
+
+# ------------------------------------------------------------------------------------- landing_sensor
+
+
+def test_landing_sensor_skips_when_no_file_is_ready(settings: Settings, instance: dg.DagsterInstance) -> None:
+    result, cursor = tick(landing_sensor, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "no ready files" in (result.skip_message or "")
+    # Files still being written (producer convention) are not ready either.
+    settings.paths.landing.mkdir(parents=True, exist_ok=True)
+    (settings.paths.landing / ".delta_1.parquet").write_bytes(b"partial")
+    (settings.paths.landing / "delta_2.parquet.part").write_bytes(b"partial")
+    (settings.paths.landing / "delta_3.csv.tmp").write_bytes(b"partial")
+    result, cursor = tick(landing_sensor, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "no ready files" in (result.skip_message or "")
+    assert cursor is None
+
+
+def _signature(settings: Settings) -> str:
+    files = landing.ready_files(settings.paths.landing)
+    text = "\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_landing_sensor_requests_an_ingest_run_and_records_the_files_in_its_cursor(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=2, rows=300, seed=1)
+    sig = _signature(warehouse)
+
+    result, cursor = tick(landing_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.run_key == f"ingest-{sig}-1"
+    assert result.tags["ct_assets/trigger"] == "landing"
+    assert result.tags["ct_assets/files"] == "2"
+    assert json.loads(cursor or "") == {"signature": sig, "attempt": 1, "files": 2}
+
+    # The same files still there on the next tick (the run failed, say): a new attempt, a new run key.
+    again, cursor2 = tick(landing_sensor, instance, cursor)
+    assert isinstance(again, dg.RunRequest)
+    assert again.run_key == f"ingest-{sig}-2"
+    assert json.loads(cursor2 or "") == {"signature": sig, "attempt": 2, "files": 2}
+
+    # A new file lands: a new signature, attempts start over.
+    land(warehouse, batches=1, rows=300, seed=1)
+    sig3 = _signature(warehouse)
+    assert sig3 != sig
+    third, cursor3 = tick(landing_sensor, instance, cursor2)
+    assert isinstance(third, dg.RunRequest)
+    assert third.run_key == f"ingest-{sig3}-1"
+    assert json.loads(cursor3 or "") == {"signature": sig3, "attempt": 1, "files": 3}
+
+    # Once ingested, the landing folder is empty again: skip, cursor left as it was.
+    ingest_landed_files(warehouse)
+    done, cursor4 = tick(landing_sensor, instance, cursor3)
+    assert isinstance(done, dg.SkipReason)
+    assert cursor4 == cursor3
+
+
+def test_landing_sensor_waits_while_an_ingest_run_is_in_flight(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=1, rows=300, seed=2)
+    instance.create_run_for_job(
+        job_def=defs.resolve_job_def("ingest_job"), status=dg.DagsterRunStatus.STARTED
+    )
+    result, cursor = tick(landing_sensor, instance, cursor=None)
+    assert isinstance(result, dg.SkipReason)
+    assert "in flight" in (result.skip_message or "")
+    assert cursor is None
+
+
+# ------------------------------------------------------------------------------------- retrain_sensor
+
+
+def test_retrain_sensor_skips_when_the_warehouse_does_not_exist(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    assert not settings.paths.warehouse.exists()
+    result, cursor = tick(retrain_sensor, instance, cursor='{"requested_batch": 7}')
+    assert isinstance(result, dg.SkipReason)
+    assert "no warehouse" in (result.skip_message or "")
+    assert cursor == '{"requested_batch": 7}'
+    assert not settings.paths.warehouse.exists()  # a sensor never creates it
+
+
+def test_retrain_sensor_skips_before_any_data(warehouse: Settings, instance: dg.DagsterInstance) -> None:
+    result, cursor = tick(retrain_sensor, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "no data ingested yet" in (result.skip_message or "")
+    assert cursor is None
+
+
+def test_retrain_sensor_skips_below_the_threshold(warehouse: Settings, instance: dg.DagsterInstance) -> None:
+    land(warehouse, batches=1, rows=600, seed=3)
+    ingest_landed_files(warehouse)
+    labelled = labelled_rows_after(warehouse, 0)
+    assert 0 < labelled < warehouse.min_new_rows
+    result, cursor = tick(retrain_sensor, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert f"{labelled} labelled rows" in (result.skip_message or "")
+    assert "below the threshold 1000" in (result.skip_message or "")
+    assert cursor is None
+
+
+def test_retrain_sensor_requests_one_ct_run_per_newest_batch(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=3, rows=500, seed=4)
+    ingest_landed_files(warehouse)
+    labelled = labelled_rows_after(warehouse, 0)
+    assert labelled >= warehouse.min_new_rows
+
+    result, cursor = tick(retrain_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.run_key == "ct-batch-3"
+    # No golden set yet: the run builds it first.
+    assert result.asset_selection == [dg.AssetKey(k) for k in ["golden_dataset", *CT_KEYS]]
+    assert result.tags["ct_assets/newest_batch"] == "3"
+    assert result.tags["ct_assets/trigger"] == "rows"
+    assert json.loads(cursor or "") == {"requested_batch": 3, "rows_since_training": labelled}
+
+    again, cursor2 = tick(retrain_sensor, instance, cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "already requested for data up to batch 3" in (again.skip_message or "")
+    assert cursor2 == cursor
+
+
+def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_lands(
+    make_settings: Callable[..., Settings], instance: dg.DagsterInstance
+) -> None:
+    settings = make_settings(**small())
+    init_warehouse(settings)
+    land(settings, batches=3, rows=3000, seed=5)
+    ingest_landed_files(settings)
+
+    first, cursor = tick(retrain_sensor, instance)
+    assert isinstance(first, dg.RunRequest)
+    assert first.run_key == "ct-batch-3"
+    assert run_ct(instance, first).success
+    assert champion(settings) == "v0001"
+
+    # Right after a promotion nothing is new: below the threshold, cursor untouched.
+    idle, cursor_idle = tick(retrain_sensor, instance, cursor)
+    assert isinstance(idle, dg.SkipReason)
+    assert "0 labelled rows since champion v0001's training" in (idle.skip_message or "")
+    assert cursor_idle == cursor
+
+    # New data, and a much weaker challenger that the gate blocks.
+    settings = make_settings(**small(training=WEAK))
+    land(settings, batches=1, rows=3000, seed=5)
+    ingest_landed_files(settings)
+    second, cursor = tick(retrain_sensor, instance, cursor)
+    assert isinstance(second, dg.RunRequest)
+    assert second.run_key == "ct-batch-4"
+    # The golden set exists now: it is not rebuilt.
+    assert second.asset_selection == [dg.AssetKey(k) for k in CT_KEYS]
+    assert json.loads(cursor or "") == {
+        "requested_batch": 4,
+        "rows_since_training": labelled_rows_after(settings, 3),
+    }
+    blocked = run_ct(instance, second)
+    assert not blocked.success
+    assert champion(settings) == "v0001"
+
+    # The champion's watermark did not move, so the rows still count, but this batch was requested.
+    same, cursor_same = tick(retrain_sensor, instance, cursor)
+    assert isinstance(same, dg.SkipReason)
+    assert "already requested for data up to batch 4" in (same.skip_message or "")
+    assert cursor_same == cursor
+
+    # More data lands: a new request, counting every row since the (unchanged) champion's training.
+    land(settings, batches=1, rows=3000, seed=5)
+    ingest_landed_files(settings)
+    third, cursor3 = tick(retrain_sensor, instance, cursor)
+    assert isinstance(third, dg.RunRequest)
+    assert third.run_key == "ct-batch-5"
+    rows_since = labelled_rows_after(settings, 3)
+    assert rows_since > labelled_rows_after(settings, 4)
+    assert json.loads(cursor3 or "") == {"requested_batch": 5, "rows_since_training": rows_since}
+
+
+HOLD_WRITER = """
+import sys
+import duckdb
+con = duckdb.connect(sys.argv[1])  # read-write: DuckDB allows one such process per file
+con.execute("SELECT count(*) FROM raw_deltas").fetchall()
+print("holding", flush=True)
+sys.stdin.readline()
+con.close()
+"""
+
+
+def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=3, rows=500, seed=6)
+    ingest_landed_files(warehouse)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WRITER, str(warehouse.paths.warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        result, cursor = tick(retrain_sensor, instance)
+        assert isinstance(result, dg.SkipReason)
+        message = result.skip_message or ""
+        assert "locked by another process" in message
+        assert str(holder.pid) in message
+        assert cursor is None
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+
+    # Released: the next tick requests the run.
+    result, cursor = tick(retrain_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.run_key == "ct-batch-3"
+    assert json.loads(cursor or "")["requested_batch"] == 3
