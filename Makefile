@@ -26,8 +26,8 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m 'not slow'
 
 lint: $(STAMP)
-	$(BIN)/ruff check ct_assets ct_assets_tests
-	$(BIN)/ruff format --check ct_assets ct_assets_tests
+	$(BIN)/ruff check ct_assets ct_assets_tests bench
+	$(BIN)/ruff format --check ct_assets ct_assets_tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

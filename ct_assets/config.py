@@ -16,6 +16,7 @@ from ct_assets.errors import ConfigError
 CONFIG_ENV_VAR = "CT_ASSETS_CONFIG"
 INTERNAL_PREFIX = "_"  # column names starting with this are the warehouse's own (_batch_id, _row_hash)
 METRICS = ("roc_auc", "log_loss", "brier", "f1", "precision", "recall")
+SECONDARY_METRICS = ("log_loss", "brier", "calibration_error", "f1", "precision", "recall")
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 
@@ -76,6 +77,33 @@ class GateSettings:
     slice_tolerance: float
     min_slice_rows: int
     metric_floor: float
+    rule: str = "non_inferiority"
+    confidence: float = 0.95
+    false_block_rate: float = 0.05
+    bootstrap_resamples: int = 200
+    secondary: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """When to retrain: volume, decay on fresh labels, drift, staleness; and how often at most."""
+
+    min_new_rows: int
+    cooldown_minutes: float = 0.0
+    max_trainings_per_day: int = 1000
+    max_champion_age_hours: float = 0.0  # 0: no staleness fallback
+    decay_min_rows: int = 2000
+    decay_floor: float = 0.0  # 0: no absolute floor
+    decay_margin: float = 0.03
+    drift_psi: float = 0.2
+    drift_min_rows: int = 2000
+    drift_action: str = "report"  # report | retrain
+
+
+@dataclass(frozen=True)
+class GuardrailSettings:
+    max_training_seconds: float = 900.0
+    max_run_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -95,15 +123,20 @@ class Settings:
     paths: Paths
     columns: Columns
     features: tuple[Feature, ...]
-    min_new_rows: int
+    retrain: RetrainSettings
     dataset: DatasetSettings
     gate: GateSettings
     freshness: FreshnessSettings
     lock_timeout_seconds: float
+    guardrails: GuardrailSettings
     training: dict[str, Any]
     webhook_url: str
     source: str  # where the user's part came from ("defaults" or a file path)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def min_new_rows(self) -> int:
+        return self.retrain.min_new_rows
 
     @property
     def feature_names(self) -> list[str]:
@@ -243,6 +276,7 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
             "ingest",
             "training",
             "alerts",
+            "guardrails",
         },
     )
     task = top.text("task")
@@ -317,7 +351,45 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         if s not in by_name or by_name[s].kind != "categorical":
             raise ConfigError(f"config {source}: [columns] slices entry {s!r} must be a categorical feature")
 
-    r = _Reader(top.table_of("retrain"), "retrain", source, known={"min_new_rows"})
+    r = _Reader(
+        top.table_of("retrain"),
+        "retrain",
+        source,
+        known={
+            "min_new_rows",
+            "cooldown_minutes",
+            "max_trainings_per_day",
+            "max_champion_age_hours",
+            "decay_min_rows",
+            "decay_floor",
+            "decay_margin",
+            "drift_psi",
+            "drift_min_rows",
+            "drift_action",
+        },
+    )
+    drift_action = r.text("drift_action")
+    if drift_action not in ("report", "retrain"):
+        raise r.error("drift_action", f"must be 'report' or 'retrain', got {drift_action!r}")
+    retrain = RetrainSettings(
+        min_new_rows=r.integer("min_new_rows", lo=1),
+        cooldown_minutes=r.number("cooldown_minutes", lo=0.0),
+        max_trainings_per_day=r.integer("max_trainings_per_day", lo=1),
+        max_champion_age_hours=r.number("max_champion_age_hours", lo=0.0),
+        decay_min_rows=r.integer("decay_min_rows", lo=1),
+        decay_floor=r.number("decay_floor", lo=0.0),
+        decay_margin=r.number("decay_margin", lo=0.0),
+        drift_psi=r.number("drift_psi", lo=0.0),
+        drift_min_rows=r.integer("drift_min_rows", lo=1),
+        drift_action=drift_action,
+    )
+    gr = _Reader(
+        top.table_of("guardrails"), "guardrails", source, known={"max_training_seconds", "max_run_seconds"}
+    )
+    guardrails = GuardrailSettings(
+        max_training_seconds=gr.number("max_training_seconds", lo=0.001),
+        max_run_seconds=gr.number("max_run_seconds", lo=1.0),
+    )
     d = _Reader(
         top.table_of("dataset"),
         "dataset",
@@ -343,13 +415,32 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         top.table_of("gate"),
         "gate",
         source,
-        known={"tolerance", "slice_tolerance", "min_slice_rows", "metric_floor"},
+        known={
+            "tolerance",
+            "slice_tolerance",
+            "min_slice_rows",
+            "metric_floor",
+            "rule",
+            "confidence",
+            "false_block_rate",
+            "bootstrap_resamples",
+            "secondary",
+        },
     )
+    rule = g.text("rule")
+    if rule not in ("non_inferiority", "point"):
+        raise g.error("rule", f"must be 'non_inferiority' or 'point', got {rule!r}")
+    sec = _Reader(g.table_of("secondary"), "gate.secondary", source, known=set(SECONDARY_METRICS))
     gate = GateSettings(
         tolerance=g.number("tolerance", lo=0.0),
         slice_tolerance=g.number("slice_tolerance", lo=0.0),
         min_slice_rows=g.integer("min_slice_rows", lo=1),
         metric_floor=g.number("metric_floor"),
+        rule=rule,
+        confidence=g.number("confidence", lo=0.5, hi=0.9999),
+        false_block_rate=g.number("false_block_rate", lo=0.0001, hi=0.5),
+        bootstrap_resamples=g.integer("bootstrap_resamples", lo=20),
+        secondary={m: sec.number(m, lo=0.0) for m in sec.table},
     )
     fr = _Reader(
         top.table_of("freshness"),
@@ -380,11 +471,12 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         paths=paths,
         columns=columns,
         features=features,
-        min_new_rows=r.integer("min_new_rows", lo=1),
+        retrain=retrain,
         dataset=dataset,
         gate=gate,
         freshness=freshness,
         lock_timeout_seconds=ing.number("lock_timeout_seconds", lo=0.0),
+        guardrails=guardrails,
         training=training,
         webhook_url=webhook,
         source=source,

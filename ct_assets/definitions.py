@@ -13,9 +13,9 @@ from ct_assets.assets.ingestion import (
 from ct_assets.assets.registry import champion_model
 from ct_assets.assets.training import challenger_model
 from ct_assets.assets.validation import validation_report
-from ct_assets.jobs import ct_job, freshness_job, ingest_job, registry_job
+from ct_assets.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
 from ct_assets.resources import HandoffIOManager, SettingsResource
-from ct_assets.sensors import freshness_schedule, landing_sensor, retrain_sensor
+from ct_assets.sensors import freshness_schedule, landing_sensor, retrain_sensor, run_failure_alert_sensor
 
 # Output(data_version=...) is how an asset states its content hash; Dagster still labels it beta.
 warnings.filterwarnings("ignore", message=".*data_version.*", category=dg.BetaWarning)
@@ -32,8 +32,8 @@ defs = dg.Definitions(
         champion_model,
     ],
     asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
-    jobs=[ingest_job, ct_job, registry_job, freshness_job],
-    sensors=[landing_sensor, retrain_sensor],
+    jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],
+    sensors=[landing_sensor, retrain_sensor, run_failure_alert_sensor],
     schedules=[freshness_schedule],
     resources={
         "settings": settings_resource,

@@ -39,6 +39,12 @@ registry_job = dg.define_asset_job(
     description="A person's registry action: approve a blocked challenger or roll the champion back.",
 )
 
+golden_job = dg.define_asset_job(
+    name="golden_job",
+    selection=dg.AssetSelection.assets(golden_dataset),
+    description="Rebuild the golden set on request (`ct-assets golden rebuild --reason ...`), recorded in the ledger.",
+)
+
 freshness_job = dg.define_asset_job(
     name="freshness_job",
     selection=FRESHNESS_CHECKS,

@@ -6,9 +6,10 @@ import json
 import dagster as dg
 
 from ct_assets.errors import CtError, WarehouseBusy, WarehouseMissing
-from ct_assets.jobs import BATCH_TAG, TRIGGER_TAG, ct_job, freshness_job, ingest_job
-from ct_assets.lib import landing
+from ct_assets.jobs import BATCH_TAG, TRIGGER_TAG, ct_job, freshness_job, golden_job, ingest_job, registry_job
+from ct_assets.lib import alerts, landing
 from ct_assets.lib.datasets import active_golden
+from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.triggers import retrain_decision
 from ct_assets.lib.warehouse import connect_reader
 from ct_assets.resources import SettingsResource
@@ -106,6 +107,45 @@ def retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
             BATCH_TAG: str(decision.newest_batch_id),
             "ct_assets/reason": decision.reason[:200],
         },
+    )
+
+
+def _error_chain(error) -> list:
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    return chain
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    monitored_jobs=[ingest_job, ct_job, registry_job, golden_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A run of the loop failed for a reason other than the gate -> one alert per cause "
+    "(warehouse row, log line, webhook when configured). Gate blocks are alerted as blocks by validation_report.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, settings: SettingsResource) -> None:
+    """Alerts on failed runs; a run stopped by blocking checks is a block, not a failure, and is skipped."""
+    failures = context.get_step_failure_events()
+    errors = [e for f in failures if f.step_failure_data for e in _error_chain(f.step_failure_data.error)]
+    if any(e.cls_name == "DagsterAssetCheckFailedError" for e in errors):
+        return
+    run = context.dagster_run
+    step = failures[0].step_key if failures else "run"
+    first = next(
+        (e.message.strip().splitlines()[0] for e in reversed(errors) if e.message.strip()),
+        context.failure_event.message or "failed",
+    )
+    cause = f"failure:{run.job_name}:{step}:{hashlib.sha256(first.encode()).hexdigest()[:10]}"
+    alerts.raise_alert(
+        settings.load(),
+        kind="failure",
+        cause=cause,
+        now=utc_now(),
+        logger=context.log,
+        message=f"{run.job_name} run {run.run_id} failed at {step}: {first[:300]}",
+        details={"run_id": run.run_id, "job": run.job_name, "step": step},
     )
 
 

@@ -393,7 +393,7 @@ def test_blocking_checks_pass_for_a_better_challenger(
         (overall,) = records(checks[name].metadata["details"])
         assert overall["status"] == "ok"
         assert overall["delta"] > 0.01  # compared with the champion, and clearly better
-    gated = [r for r in records(checks[SLICE].metadata["details"]) if r["status"] == "ok"]
+    gated = [r for r in records(checks[SLICE].metadata["details"]) if r["status"] in ("ok", "underpowered")]
     assert gated, "slices were compared"
     assert champion(settings) == "v0003"
     entry = newest_ledger_entry(settings)

@@ -177,7 +177,14 @@ def test_golden_set_is_frozen(base_data: Path, settings: Settings) -> None:
     assert second.golden_hash == first.golden_hash
     assert second.rows == first.rows
     assert second.reused
-    assert query(s, "SELECT count(*) FROM golden_versions") == [(1,)]
+    # Every build is a row of golden_versions (the newest is active); the rows of one hash are stored once.
+    assert query(s, "SELECT build_id, golden_hash, rows FROM golden_versions ORDER BY build_id") == [
+        (1, first.golden_hash, first.rows),
+        (2, first.golden_hash, first.rows),
+    ]
+    assert query(s, "SELECT _golden_hash, count(*) FROM golden_rows GROUP BY 1") == [
+        (first.golden_hash, first.rows)
+    ]
     with connect_writer(s) as con:
         before = read_golden(con, s, first.golden_hash)
         active = active_golden(con)
@@ -190,6 +197,19 @@ def test_golden_set_is_frozen(base_data: Path, settings: Settings) -> None:
     with connect_writer(s) as con:
         assert read_golden(con, s, first.golden_hash).equals(before, null_equal=True)
         assert active_golden(con).golden_hash == first.golden_hash  # type: ignore[union-attr]
+
+    # a build now (what an explicit rebuild does) sees the new rows: a new hash, the newest build, active
+    third = golden(s)
+    assert third.golden_hash != first.golden_hash
+    assert not third.reused
+    assert query(s, "SELECT build_id, golden_hash FROM golden_versions ORDER BY build_id") == [
+        (1, first.golden_hash),
+        (2, first.golden_hash),
+        (3, third.golden_hash),
+    ]
+    with connect_writer(s) as con:
+        assert active_golden(con).golden_hash == third.golden_hash  # type: ignore[union-attr]
+        assert read_golden(con, s, first.golden_hash).equals(before, null_equal=True)
 
 
 def test_golden_set_needs_labelled_rows(settings: Settings) -> None:

@@ -23,11 +23,13 @@ CHECKS = {
     ("raw_deltas", "raw_deltas_row_ids_unique"): False,
     ("raw_deltas", "raw_deltas_newest_file_fresh"): False,
     ("training_dataset", "training_dataset_fresh"): False,
+    ("training_dataset", "training_dataset_excludes_golden"): True,
     ("validation_report", "challenger_no_regression_golden"): True,
     ("validation_report", "challenger_no_regression_holdout"): True,
     ("validation_report", "challenger_no_slice_regression"): True,
     ("validation_report", "challenger_above_floor"): True,
     ("validation_report", "challenger_predictions_sane"): True,
+    ("validation_report", "challenger_secondary_metrics_hold"): True,
     ("champion_model", "champion_model_data_lag_within_limit"): False,
 }
 
@@ -52,16 +54,20 @@ JOBS = {
             "challenger_no_regression_holdout",
             "challenger_no_slice_regression",
             "challenger_predictions_sane",
+            "challenger_secondary_metrics_hold",
             "champion_model_data_lag_within_limit",
+            "training_dataset_excludes_golden",
             "training_dataset_fresh",
         ],
     ),
     "registry_job": (["champion_model"], ["champion_model_data_lag_within_limit"]),
+    "golden_job": (["golden_dataset"], []),
     "freshness_job": ([], ["champion_model_data_lag_within_limit", "raw_deltas_newest_file_fresh"]),
 }
 
-# sensor -> job it targets; schedules likewise
-SENSORS = {"landing_sensor": "ingest_job", "retrain_sensor": "ct_job"}
+# sensor -> job it targets (None: a run status sensor, which watches runs and starts none); schedules likewise
+SENSORS = {"landing_sensor": "ingest_job", "retrain_sensor": "ct_job", "run_failure_alert_sensor": None}
+RUN_STATUS_SENSORS = {"run_failure_alert_sensor"}
 SCHEDULES = {"freshness_schedule": "freshness_job"}
 
 
@@ -97,7 +103,7 @@ def test_job_snapshot() -> None:
     names = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert names == set(JOBS)
     graph = defs.resolve_asset_graph()
-    for job in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.freshness_job):
+    for job in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.golden_job, jobs.freshness_job):
         assets = sorted(k.to_user_string() for k in job.selection.resolve(graph))
         checks = sorted(k.name for k in job.selection.resolve_checks(graph))
         assert (assets, checks) == JOBS[job.name], job.name
@@ -105,7 +111,11 @@ def test_job_snapshot() -> None:
 
 def test_sensors_and_schedules_snapshot() -> None:
     sensors = {s.name: s for s in defs.sensors or []}
-    assert {name: s.job_name for name, s in sensors.items()} == SENSORS
+    assert set(sensors) == set(SENSORS)
+    assert {
+        n for n, s in sensors.items() if isinstance(s, dg.RunStatusSensorDefinition)
+    } == RUN_STATUS_SENSORS
+    assert {name: (s.job_name if s.targets else None) for name, s in sensors.items()} == SENSORS
     assert {name: s.default_status for name, s in sensors.items()} == {
         name: dg.DefaultSensorStatus.RUNNING for name in SENSORS
     }
@@ -130,5 +140,5 @@ def test_every_asset_and_check_has_a_description() -> None:
 def test_every_job_has_a_description() -> None:
     assert all(
         (j.description or "").strip()
-        for j in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.freshness_job)
+        for j in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.golden_job, jobs.freshness_job)
     )

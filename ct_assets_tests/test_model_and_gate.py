@@ -301,6 +301,7 @@ ALL_CHECKS = {
     gate.SLICE_CHECK,
     gate.FLOOR_CHECK,
     gate.SANITY_CHECK,
+    gate.SECONDARY_CHECK,
 }
 
 
@@ -343,7 +344,7 @@ def test_slice_only_regression_fails_only_the_slice_check(settings: Settings) ->
     assert result.failed_checks == [gate.SLICE_CHECK]
     summary = result.checks[gate.SLICE_CHECK].summary
     assert "region=west" in summary
-    assert "1 slice(s) regressed" in summary
+    assert "1 slice(s) not shown non-inferior" in summary
     by_slice = {c.slice: c for c in result.comparisons}
     assert by_slice["overall"].status == "ok"
     assert by_slice["region=west"].status == "regression"
@@ -365,9 +366,9 @@ def test_small_or_one_class_slices_are_insufficient_not_gated(settings: Settings
     assert by_slice["region=west"].rows == 100
     assert by_slice["region=solo"].status == "insufficient"
     assert result.checks[gate.SLICE_CHECK].passed
-    assert (
-        "2 slice(s) with too few rows or one class only, not gated" in result.checks[gate.SLICE_CHECK].summary
-    )
+    summary = result.checks[gate.SLICE_CHECK].summary
+    assert "insufficient evidence (too few rows or one class) in 2: " in summary
+    assert "golden region=west" in summary and "golden region=solo" in summary
 
 
 @pytest.mark.parametrize(

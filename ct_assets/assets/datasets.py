@@ -72,6 +72,8 @@ def golden_dataset(
 
 TRAINING_CHECKS = {
     "training_dataset_fresh": "The newest row in the training window is younger than [freshness] max_data_lag_hours.",
+    "training_dataset_excludes_golden": "No golden row is in the training data set, by key or by content (a golden "
+    "row landed again under a new id). Blocking: training stops if one is.",
 }
 
 
@@ -81,7 +83,10 @@ TRAINING_CHECKS = {
     kinds={"duckdb"},
     code_version="1",
     check_specs=[
-        dg.AssetCheckSpec(n, asset="training_dataset", description=d) for n, d in TRAINING_CHECKS.items()
+        dg.AssetCheckSpec(
+            n, asset="training_dataset", description=d, blocking=n == "training_dataset_excludes_golden"
+        )
+        for n, d in TRAINING_CHECKS.items()
     ],
 )
 def training_dataset(
@@ -102,6 +107,7 @@ def training_dataset(
             raise DataError(f"golden set {golden_dataset['golden_hash']} is not in the warehouse")
         ds = datasets.define_training_dataset(con, s, golden_dataset["golden_hash"])
         datasets.record_dataset(con, ds, run_id=context.run_id, now=now)
+        overlap = datasets.golden_overlap(con, s, ds)
     yield dg.Output(
         ds.to_json(),
         data_version=dg.DataVersion(ds.dataset_hash),
@@ -131,5 +137,23 @@ def training_dataset(
             "newest_event_time": str(ds.newest_event_time),
             "age_hours": round(age_h, 3),
             "limit_hours": limit,
+        },
+    )
+    leaked = overlap.by_key + overlap.by_content
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_excludes_golden",
+        passed=leaked == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"no golden row among the {ds.n_train + ds.n_holdout} training rows (by key and by content)"
+            if leaked == 0
+            else f"{overlap.by_key} golden row(s) by key and {overlap.by_content} by content are in the "
+            f"training data set (e.g. ids {', '.join(overlap.examples) or 'n/a'})"
+        ),
+        metadata={
+            "golden_hash": ds.golden_hash,
+            "overlap_by_key": overlap.by_key,
+            "overlap_by_content": overlap.by_content,
+            "training_rows": ds.n_train + ds.n_holdout,
         },
     )

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ct_assets.assets import INGESTION
 from ct_assets.assets.metadata import table
-from ct_assets.lib import landing
+from ct_assets.lib import alerts, landing
 from ct_assets.lib.ingest import IngestReport, ingest_landed_files, utc_now
 from ct_assets.lib.quality import CHECKS
 from ct_assets.lib.triggers import freshness
@@ -129,7 +129,9 @@ def _hours(value: float | None) -> str:
 
 
 @dg.asset_check(asset=raw_deltas, name="raw_deltas_newest_file_fresh", blocking=False)
-def raw_deltas_newest_file_fresh(settings: SettingsResource) -> dg.AssetCheckResult:
+def raw_deltas_newest_file_fresh(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
     """The newest landed file is younger than [freshness] max_file_age_hours (a warning: staleness is a signal)."""
     s = settings.load()
     now = utc_now()
@@ -138,6 +140,14 @@ def raw_deltas_newest_file_fresh(settings: SettingsResource) -> dg.AssetCheckRes
         fr = freshness(con, s, now, pending)
     limit = s.freshness.max_file_age_hours
     passed = fr.file_age_hours is not None and fr.file_age_hours <= limit
+    _alert_on_breach(
+        context,
+        s,
+        "freshness:file_age",
+        passed,
+        now,
+        f"no new file for {_hours(fr.file_age_hours)} (limit {limit} h) in {s.paths.landing}",
+    )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
@@ -157,12 +167,15 @@ def raw_deltas_newest_file_fresh(settings: SettingsResource) -> dg.AssetCheckRes
     blocking=False,
     additional_deps=[raw_deltas],
 )
-def champion_model_data_lag_within_limit(settings: SettingsResource) -> dg.AssetCheckResult:
+def champion_model_data_lag_within_limit(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
     """Newest ingested event time minus the newest event time the champion trained on stays within
     [freshness] max_data_lag_hours (a warning: a stale champion is a signal, not a gate)."""
     s = settings.load()
+    now = utc_now()
     with connect_reader(s, wait_seconds=30) as con:
-        fr = freshness(con, s, utc_now())
+        fr = freshness(con, s, now)
     limit = s.freshness.max_data_lag_hours
     if fr.champion_event_time is None:
         passed, text = False, "no champion yet: every ingested row is unserved by a model"
@@ -171,6 +184,7 @@ def champion_model_data_lag_within_limit(settings: SettingsResource) -> dg.Asset
         text = (
             f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)}"
         )
+        _alert_on_breach(context, s, "freshness:data_lag", passed, now, f"{text} (limit {limit} h)")
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
@@ -182,6 +196,14 @@ def champion_model_data_lag_within_limit(settings: SettingsResource) -> dg.Asset
             "limit_hours": limit,
         },
     )
+
+
+def _alert_on_breach(context, s, cause: str, passed: bool, now: datetime, message: str) -> None:
+    """A breach raises one alert per cause until the check passes again, which closes it."""
+    if passed:
+        alerts.close_alerts(s, cause, now)
+    else:
+        alerts.raise_alert(s, kind="freshness", cause=cause, message=message, now=now, logger=context.log)
 
 
 def _iso(value: datetime | None) -> str:

@@ -1,55 +1,47 @@
 """Validation: the challenger against the champion, with the blocking checks that gate promotion."""
 
-import json
-import os
 from collections.abc import Iterator
 
 import dagster as dg
 
 from ct_assets.assets import VALIDATION
 from ct_assets.assets.metadata import table
-from ct_assets.lib import gate, registry
+from ct_assets.lib import alerts, evaluation, gate, registry, report
 from ct_assets.lib import model as lgbm
-from ct_assets.lib.datasets import DatasetInfo, read_golden, read_split
+from ct_assets.lib.datasets import DatasetInfo
 from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.warehouse import connect_writer, transaction
 from ct_assets.resources import SettingsResource
 
-EVAL_SETS = ("golden", "holdout")
 BLOCKING_CHECKS: dict[str, str] = {
     gate.regression_check(
         "golden"
-    ): "The challenger's primary metric on the golden set is not worse than the "
-    "champion's by more than [gate] tolerance.",
+    ): "Non-inferior on the frozen golden set: the lower bound of the challenger's "
+    "change in the primary metric is above -[gate] tolerance.",
     gate.regression_check(
         "holdout"
-    ): "The challenger's primary metric on the recent holdout is not worse than the "
-    "champion's by more than [gate] tolerance.",
-    gate.SLICE_CHECK: "No slice with at least [gate] min_slice_rows rows is worse than the champion by more than "
-    "[gate] slice_tolerance.",
+    ): "Non-inferior on the recent holdout: the lower bound of the challenger's "
+    "change in the primary metric is above -[gate] tolerance.",
+    gate.SLICE_CHECK: "Non-inferior in every slice with at least [gate] min_slice_rows rows (within -[gate] "
+    "slice_tolerance, at a per-slice confidence chosen from the number of slices); smaller slices are reported "
+    "as insufficient evidence.",
     gate.FLOOR_CHECK: "The challenger's primary metric reaches [gate] metric_floor on both sets.",
     gate.SANITY_CHECK: "The challenger's predictions are finite, within [0, 1] and not constant.",
+    gate.SECONDARY_CHECK: "The secondary metrics named in [gate.secondary] are non-inferior within their tolerances.",
 }
-COMPARISON_COLUMNS = ["set", "slice", "rows", "positives", "champion", "challenger", "delta", "status"]
-
-
-def build_eval_sets(
-    s, con, ds: DatasetInfo, challenger: lgbm.LoadedModel, champion: lgbm.LoadedModel | None
-) -> list[gate.EvalSet]:
-    frames = {"golden": read_golden(con, s, ds.golden_hash), "holdout": read_split(con, s, ds, "holdout")}
-    out = []
-    for name in EVAL_SETS:
-        f = frames[name]
-        out.append(
-            gate.EvalSet(
-                name=name,
-                y=lgbm.labels(f, s),
-                slices={c: f[c].fill_null("(null)").to_numpy() for c in s.columns.slices},
-                challenger=challenger.predict(f),
-                champion=champion.predict(f) if champion is not None else None,
-            )
-        )
-    return out
+COMPARISON_COLUMNS = [
+    "set",
+    "slice",
+    "rows",
+    "positives",
+    "champion",
+    "challenger",
+    "delta",
+    "low",
+    "high",
+    "confidence",
+    "status",
+]
 
 
 @dg.asset(
@@ -82,25 +74,26 @@ def validation_report(
     with connect_writer(s) as con:
         champion_version = registry.champion(con)
         champion = lgbm.load_version(s.paths.models, champion_version) if champion_version else None
-        sets = build_eval_sets(s, con, ds, challenger, champion)
+        sets = evaluation.eval_sets(s, con, ds, challenger, champion)
     result = gate.evaluate(s, sets)
     now = utc_now()
-    report_path = s.paths.reports / f"{version}.json"
-    report = {
+    meta = {
         "challenger_version": version,
         "champion_version": champion_version,
         "run_id": context.run_id,
-        "created_at": now.isoformat(),
+        "created_at": now.isoformat(sep=" ", timespec="seconds"),
         "dataset_hash": ds.dataset_hash,
+        "train_hash": ds.train_hash,
+        "holdout_hash": ds.holdout_hash,
         "golden_hash": ds.golden_hash,
-        **result.to_json(),
+        "challenger_data_hash": challenger.card.get("data_hash"),
+        "champion_data_hash": champion.card.get("data_hash") if champion else None,
+        "code_version": challenger.card.get("code_version"),
+        "importance_movers": evaluation.importance_movers(challenger, champion),
     }
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, report_path)
+    files = evaluation.write_report(s, result, sets, meta)
 
-    primary = {name: result.metrics[name]["challenger"][s.primary_metric] for name in EVAL_SETS}
+    primary = {name: result.metrics[name]["challenger"][s.primary_metric] for name in evaluation.EVAL_SETS}
     with connect_writer(s) as con, transaction(con):
         registry.record_validation(
             con,
@@ -112,7 +105,7 @@ def validation_report(
             summary=result.metrics,
             golden_hash=ds.golden_hash,
             dataset_hash=ds.dataset_hash,
-            report_path=str(report_path),
+            report_path=str(files.html),
             run_id=context.run_id,
         )
         if not result.passed:
@@ -128,6 +121,23 @@ def validation_report(
                 reason="failed " + ", ".join(result.failed_checks),
                 run_id=context.run_id,
             )
+    if not result.passed:
+        first = result.checks[result.failed_checks[0]].summary
+        alerts.raise_alert(
+            s,
+            kind="block",
+            cause=f"block:{version}",
+            now=now,
+            logger=context.log,
+            message=f"gate blocked challenger {version} (champion stays {champion_version}): "
+            f"{', '.join(result.failed_checks)}; {first}",
+            details={
+                "challenger": version,
+                "champion": champion_version,
+                "failed_checks": result.failed_checks,
+                "report": str(files.html),
+            },
+        )
 
     verdict = "passed" if result.passed else "blocked: " + ", ".join(result.failed_checks)
     context.log.info(f"validation of {version} against {champion_version or 'no champion'}: {verdict}")
@@ -136,9 +146,7 @@ def validation_report(
         for c in result.comparisons
     ]
     secondary = [
-        {"set": set_name, "model": who, **{k: round(v, 4) for k, v in m.items() if v is not None}}
-        for set_name, by_model in result.metrics.items()
-        for who, m in by_model.items()
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.secondary
     ]
     yield dg.Output(
         {
@@ -151,15 +159,20 @@ def validation_report(
             "golden_hash": ds.golden_hash,
             "primary_metric": s.primary_metric,
             "challenger_primary": primary,
+            "report_path": str(files.html),
         },
         metadata={
+            "summary": dg.MetadataValue.md(report.markdown_summary(result, meta)),
             "verdict": verdict,
             "challenger_version": version,
             "champion_version": champion_version or "none",
             "primary_metric": s.primary_metric,
+            "slice_confidence": result.slice_confidence_note,
             "comparison": table(rows, COMPARISON_COLUMNS),
-            "metrics": table(secondary),
-            "report_path": dg.MetadataValue.path(str(report_path)),
+            "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
+            "decision_flips": dg.MetadataValue.json(result.flips),
+            "report": dg.MetadataValue.path(str(files.html)),
+            "report_json": dg.MetadataValue.path(str(files.json)),
             "data_hash": ds.dataset_hash,
             "golden_hash": ds.golden_hash,
         },

@@ -1,5 +1,6 @@
 """`ct-assets cycle`: ingest what has landed, then run the CT job when the retrain condition holds."""
 
+import hashlib
 import time
 from typing import Any
 
@@ -7,8 +8,10 @@ from ct_assets.cli.runs import failure_message, require_success, run_job
 from ct_assets.config import Settings
 from ct_assets.errors import DataError
 from ct_assets.jobs import TRIGGER_TAG
-from ct_assets.lib import landing, registry
+from ct_assets.lib import alerts, landing, registry
 from ct_assets.lib.datasets import active_golden
+from ct_assets.lib.evaluation import report_path
+from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.triggers import retrain_decision
 from ct_assets.lib.warehouse import connect_reader, fetch_one
 from ct_assets.sensors import CT_SELECTION
@@ -40,6 +43,8 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     if pending:
         res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
         out["runs"]["ingest"] = res.run_id
+        if not res.success:
+            _failure_alert(settings, "ingest_job", res.run_id, failure_message(res))
         require_success(res, "the ingest run")
         counts = _ingest_counts(settings, res.run_id)
         out["ingested_files"] = counts.get("ingested", 0)
@@ -92,7 +97,23 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         else:
             out["verdict"] = "failed"
             out["error"] = failure_message(res)
+            _failure_alert(settings, "ct_job", res.run_id, out["error"])
+        if out["challenger_version"] and validated is not None:
+            out["report"] = str(report_path(settings, out["challenger_version"]))
     with connect_reader(settings, wait_seconds=30) as con:
         out["champion_version"] = registry.champion(con)
     out["seconds"] = round(time.perf_counter() - started, 3)
     return out
+
+
+def _failure_alert(settings: Settings, job: str, run_id: str, error: str) -> None:
+    """Runs executed here belong to no code location, so the daemon's failure sensor does not see them:
+    the CLI raises their failure alerts itself (one per cause)."""
+    alerts.raise_alert(
+        settings,
+        kind="failure",
+        now=utc_now(),
+        cause=f"failure:{job}:{hashlib.sha256(error.encode()).hexdigest()[:10]}",
+        message=f"{job} run {run_id} failed: {error[:300]}",
+        details={"run_id": run_id, "job": job},
+    )

@@ -110,6 +110,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"pending files: {out['pending_files']}"
     )
     print(f"last verdict: {out['last_verdict'] or 'none'}")
+    for a in out["open_alerts"]:
+        print(f"alert [{a['kind']}] {a['raised_at']}: {a['message']}")
     if out["review_queue"]:
         print("review queue: " + ", ".join(f"{q['version']} ({q['reason']})" for q in out["review_queue"]))
     return 0
@@ -120,11 +122,13 @@ def cmd_registry(args: argparse.Namespace) -> int:
     if args.action == "list":
         from ct_assets.cli.status import registry_listing
 
-        out = registry_listing(s)
+        out = registry_listing(s, at=args.at)
         if args.json:
             _print_json(out)
             return 0
         print(f"champion: {out['champion_version'] or 'none'}")
+        if args.at:
+            print(f"champion at {out['at']}: {out['champion_at'] or 'none'}")
         for m in out["models"]:
             print("  " + "  ".join(f"{k}={v}" for k, v in m.items()))
         print("review queue: " + (", ".join(out["review_queue"]) or "empty"))
@@ -142,6 +146,21 @@ def cmd_registry(args: argparse.Namespace) -> int:
     print(
         f"champion: {out['version']} ({out['action']}; was {out['previous'] or 'none'}; run {out['run_id']})"
     )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ct_assets.cli.review import report_of
+
+    print(report_of(_settings(), args.version))
+    return 0
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from ct_assets.cli.review import rebuild_golden
+
+    out = rebuild_golden(_settings(), args.reason)
+    print(f"golden set {out['old'] or 'none'} -> {out['new']} ({out['rows']} rows; run {out['run_id']})")
     return 0
 
 
@@ -203,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
     rl = rsub.add_parser("list", help="models, their state, the review queue")
     rl.add_argument("--json", action="store_true")
+    rl.add_argument(
+        "--at", default=None, metavar="TIME", help="also show the champion at this past time (UTC)"
+    )
     for name, text in (
         ("approve", "promote a blocked challenger, recording the override"),
         ("reject", "close a blocked challenger's review without promoting it"),
@@ -214,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", default=None, metavar="VERSION")
     rb.add_argument("--reason", required=True)
     reg.set_defaults(func=cmd_registry)
+
+    rep = sub.add_parser("report", help="print the path of a validation report (HTML, self-contained)")
+    rep.add_argument("version", nargs="?", default=None, help="model version (default: the latest validated)")
+    rep.set_defaults(func=cmd_report)
+
+    gold = sub.add_parser("golden", help="the golden set")
+    gsub = gold.add_subparsers(dest="golden_action", required=True, metavar="ACTION")
+    gr = gsub.add_parser("rebuild", help="rebuild the frozen golden set from the data now in the warehouse")
+    gr.add_argument("--reason", required=True)
+    gold.set_defaults(func=cmd_golden)
 
     demo = sub.add_parser("demo", help="the web UI with sensors running and a feeder landing deltas")
     demo.add_argument("--host", default="127.0.0.1", help="address the web UI binds to (default 127.0.0.1)")

@@ -7,9 +7,11 @@ from ct_assets.config import Settings
 from ct_assets.errors import RegistryError
 from ct_assets.jobs import TRIGGER_TAG
 from ct_assets.lib import registry
+from ct_assets.lib.datasets import active_golden
+from ct_assets.lib.evaluation import report_path
 from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.model import model_dir
-from ct_assets.lib.warehouse import connect_reader, connect_writer, transaction
+from ct_assets.lib.warehouse import connect_reader, connect_writer, fetch_one, transaction
 
 
 def change_champion(settings: Settings, action: str, version: str, reason: str) -> dict[str, Any]:
@@ -76,3 +78,44 @@ def reject(settings: Settings, version: str, reason: str) -> registry.LedgerEntr
             verdict="rejected",
             reason=reason,
         )
+
+
+def report_of(settings: Settings, version: str | None) -> str:
+    """The HTML report of a version (default: the newest validation)."""
+    with connect_reader(settings, wait_seconds=30) as con:
+        if version is None:
+            row = fetch_one(
+                con, "SELECT challenger_version FROM validations ORDER BY created_at DESC LIMIT 1"
+            )
+            if row is None:
+                raise RegistryError("no validation yet: run `ct-assets cycle` first")
+            version = str(row[0])
+        elif registry.latest_validation(con, version) is None:
+            raise RegistryError(f"{version} has no validation report")
+    path = report_path(settings, version)
+    if not path.is_file():
+        raise RegistryError(f"the report of {version} is missing: {path}")
+    return str(path)
+
+
+def rebuild_golden(settings: Settings, reason: str) -> dict[str, Any]:
+    """Rebuild the frozen golden set through Dagster; the ledger records old and new hashes."""
+    if not reason.strip():
+        raise RegistryError("golden rebuild needs a non-empty --reason")
+    with connect_reader(settings, wait_seconds=30) as con:
+        old = active_golden(con)
+    res = run_job(
+        "golden_job",
+        tags={TRIGGER_TAG: "golden_rebuild", "ct_assets/actor": registry.actor()},
+        run_config={"ops": {"golden_dataset": {"config": {"rebuild": True, "reason": reason}}}},
+    )
+    require_success(res, "golden rebuild")
+    with connect_reader(settings, wait_seconds=30) as con:
+        new = active_golden(con)
+    assert new is not None
+    return {
+        "old": old.golden_hash if old else None,
+        "new": new.golden_hash,
+        "rows": new.rows,
+        "run_id": res.run_id,
+    }

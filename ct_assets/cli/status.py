@@ -1,11 +1,12 @@
 """`ct-assets status` and `ct-assets registry list`: read-only views of the warehouse."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ct_assets.config import Settings
-from ct_assets.lib import landing, registry
+from ct_assets.errors import CtError
+from ct_assets.lib import alerts, landing, registry
 from ct_assets.lib.datasets import active_golden
 from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.triggers import freshness, retrain_decision
@@ -32,6 +33,7 @@ def status(settings: Settings) -> dict[str, Any]:
         last = registry.last_verdict(con)
         queue = registry.review_queue(con)
         golden = active_golden(con)
+        open_alerts = alerts.open_alerts(con)
         champ_info: dict[str, Any] | None = None
         if champion:
             rec = registry.model(con, champion)
@@ -72,14 +74,26 @@ def status(settings: Settings) -> dict[str, Any]:
             {"version": e.version, "blocked_at": _iso(e.recorded_at), "reason": e.reason} for e in queue
         ],
         "golden_hash": golden.golden_hash if golden else None,
+        "open_alerts": [{**a, "raised_at": _iso(a["raised_at"])} for a in open_alerts],
         "warehouse": str(settings.paths.warehouse),
     }
 
 
-def registry_listing(settings: Settings) -> dict[str, Any]:
-    """Every model with its state, the review queue and the recent ledger."""
+def parse_time(text: str) -> datetime:
+    """A past time given on the command line (ISO 8601; naive means UTC)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise CtError(f"--at {text!r} is not an ISO 8601 time (e.g. 2026-11-27T10:00)") from None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def registry_listing(settings: Settings, at: str | None = None) -> dict[str, Any]:
+    """Every model with its state, the review queue and the recent ledger (and the champion at `at`)."""
+    when = parse_time(at) if at else None
     with connect_reader(settings, wait_seconds=READ_WAIT_SECONDS) as con:
         champion = registry.champion(con)
+        champion_at = registry.champion(con, at=when) if when else None
         models = registry.models(con)
         entries = registry.ledger(con)
         queue = {e.version for e in registry.review_queue(con)}
@@ -116,6 +130,8 @@ def registry_listing(settings: Settings) -> dict[str, Any]:
         )
     return {
         "champion_version": champion,
+        "at": _iso(when),
+        "champion_at": champion_at,
         "models": rows,
         "review_queue": sorted(queue),
         "ledger": [e.to_json() for e in entries[:20]],

@@ -21,7 +21,7 @@ import polars as pl
 from ct_assets.config import Settings
 from ct_assets.errors import DataError
 from ct_assets.lib.hashing import AGGREGATE_SQL, combine, data_hash, key_hash_sql, row_hash_sql
-from ct_assets.lib.warehouse import fetch_one, fetch_value, quote, raw_delta_columns
+from ct_assets.lib.warehouse import fetch_one, fetch_value, next_id, quote, raw_delta_columns
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
     row = fetch_one(
         con,
         "SELECT golden_hash, rows, max_batch_id, slice_counts, created_at FROM golden_versions "
-        "ORDER BY created_at DESC, golden_hash LIMIT 1",
+        "ORDER BY build_id DESC LIMIT 1",
     )
     if row is None:
         return None
@@ -167,13 +167,23 @@ def build_golden(
         for s in cols.slices
     }
     max_batch = int(fetch_value(con, "SELECT coalesce(max(_batch_id), 0) FROM golden_pick") or 0)
+    # Every build is a row of golden_versions (the newest is active); the rows of a hash are stored once.
     exists = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [ghash])
     if not exists:
         con.execute("INSERT INTO golden_rows SELECT *, ? FROM golden_pick", [ghash])
-        con.execute(
-            "INSERT INTO golden_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [ghash, now, int(count), max_batch, json.dumps(slice_counts), reason, run_id or None],
-        )
+    con.execute(
+        "INSERT INTO golden_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            next_id(con, "golden_versions", "build_id"),
+            ghash,
+            now,
+            int(count),
+            max_batch,
+            json.dumps(slice_counts),
+            reason,
+            run_id or None,
+        ],
+    )
     con.execute("DROP TABLE golden_pick")
     return GoldenInfo(ghash, int(count), max_batch, slice_counts, now, reused=bool(exists))
 
@@ -375,3 +385,48 @@ def read_split(
             f"recorded ones ({expected_rows} rows, hash {expected_hash}): the warehouse rows behind it changed"
         )
     return frame.drop("_row_hash")
+
+
+@dataclass(frozen=True)
+class GoldenOverlap:
+    """Golden rows found in a training data set: by key, and by content (the same values under another id)."""
+
+    by_key: int
+    by_content: int
+    examples: list[str]
+
+
+def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> GoldenOverlap:
+    """Count the training data set's rows (train and holdout, as training reads them) that are golden rows:
+    the same key, or the same values in every column but the row id (a golden row landed again under a
+    new id would otherwise leak into training)."""
+    cols = settings.columns
+    key = _key_column(settings)
+    content = [quote(n) for n, _ in raw_delta_columns(settings) if n != cols.row_id]
+
+    def content_hash(alias: str) -> str:  # DuckDB's fast hash: only compared within this one query
+        return "hash(" + ", ".join(f"{alias}.{c}" for c in content) + ")"
+
+    params = {"max_batch": ds.max_batch_id, "window_start": ds.window_start, "golden": ds.golden_hash}
+    matches = f"""WITH sel AS ({_selection_sql(settings)}),
+                       g AS (SELECT * FROM golden_rows WHERE _golden_hash = $golden),
+                       gh AS (SELECT DISTINCT {content_hash("g")} AS h FROM g)"""
+    row = fetch_one(
+        con,
+        f"""{matches}
+            SELECT (SELECT count(*) FROM sel JOIN g ON sel.{key} = g.{key}),
+                   (SELECT count(*) FROM sel JOIN gh ON {content_hash("sel")} = gh.h)""",
+        params,
+    ) or (0, 0)
+    examples: list[str] = []
+    if row[0] or row[1]:
+        examples = [
+            str(r[0])
+            for r in con.execute(
+                f"""{matches}
+                SELECT sel.{key} FROM sel WHERE sel.{key} IN (SELECT {key} FROM g)
+                   OR {content_hash("sel")} IN (SELECT h FROM gh) LIMIT 5""",
+                params,
+            ).fetchall()
+        ]
+    return GoldenOverlap(int(row[0]), int(row[1]), examples)

@@ -1,7 +1,15 @@
-"""The promotion gate: challenger against champion, overall and per slice, on each evaluation set.
+"""The promotion gate: challenger against champion, overall and per slice, with intervals.
 
 Plain logic shared by the `validation_report` asset (whose blocking checks are these outcomes) and by
 `ct_assets.validation.validate_new_model`.
+
+The rule is non-inferiority: a comparison passes when the lower bound of the one-sided interval of
+the paired difference (challenger minus champion, oriented so that positive is better) is at least
+`-tolerance`. Requiring this in every slice bounds false promotions slice by slice; what multiplies
+with the number of slices is false blocks (a challenger as good as the champion blocked by noise in
+one slice). So the per-slice confidence is chosen from the slices at hand: the highest level (at most
+`confidence`, at least MIN_SLICE_CONFIDENCE) at which an exactly-as-good challenger would be blocked
+in at most `false_block_rate` of cycles, summed over the gated slices with their standard errors.
 """
 
 from __future__ import annotations
@@ -10,13 +18,26 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 
-from ct_assets.config import Settings
+from ct_assets.config import SECONDARY_METRICS, Settings
+from ct_assets.lib import stats
 from ct_assets.lib.metrics import all_metrics, improvement, meets_floor
 
 SANITY_CHECK = "challenger_predictions_sane"
 FLOOR_CHECK = "challenger_above_floor"
 SLICE_CHECK = "challenger_no_slice_regression"
+SECONDARY_CHECK = "challenger_secondary_metrics_hold"
+MIN_SLICE_CONFIDENCE = 0.80
+_HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "brier": False,
+    "calibration_error": False,
+}
 
 
 def regression_check(set_name: str) -> str:
@@ -36,16 +57,21 @@ class EvalSet:
 
 @dataclass
 class Comparison:
-    """One row of the report: a set, a slice (or overall), both models' primary metric."""
+    """One row of the report: a set, a slice (or overall), both models' primary metric, the paired
+    difference with its interval, and the verdict on it."""
 
     set: str
     slice: str
     rows: int
     positives: int
     challenger: float
-    champion: float | None
-    delta: float | None  # improvement of the challenger (positive = better)
-    status: str  # ok | regression | insufficient | no_champion
+    tolerance: float
+    status: str  # ok | regression | insufficient | underpowered | no_champion
+    champion: float | None = None
+    delta: float | None = None  # improvement of the challenger (positive = better)
+    low: float | None = None  # interval of delta
+    high: float | None = None
+    confidence: float | None = None  # one-sided confidence of each bound
 
 
 @dataclass
@@ -61,7 +87,12 @@ class GateResult:
     checks: dict[str, CheckOutcome]
     comparisons: list[Comparison]
     metrics: dict[str, dict[str, dict[str, float]]]  # set -> model -> metric -> value
+    secondary: list[dict]  # set, metric, champion, challenger, delta, low, high, tolerance, status
+    flips: dict[str, float]  # set -> share of rows whose decision changes at the threshold
     primary_metric: str
+    rule: str
+    slice_confidence: float | None
+    slice_confidence_note: str
 
     @property
     def passed(self) -> bool:
@@ -76,14 +107,90 @@ class GateResult:
             "passed": self.passed,
             "failed_checks": self.failed_checks,
             "primary_metric": self.primary_metric,
+            "rule": self.rule,
+            "slice_confidence": self.slice_confidence,
+            "slice_confidence_note": self.slice_confidence_note,
             "checks": {n: asdict(c) for n, c in self.checks.items()},
             "comparisons": [asdict(c) for c in self.comparisons],
             "metrics": self.metrics,
+            "secondary": self.secondary,
+            "decision_flips": self.flips,
         }
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _z(one_sided_confidence: float) -> float:
+    return float(norm.ppf(one_sided_confidence))
+
+
+@dataclass
+class _Diff:
+    """A paired difference and its standard error (None when it cannot be computed)."""
+
+    challenger: float
+    champion: float
+    delta: float
+    se: float | None
+
+
+def _paired(
+    metric: str,
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    threshold: float,
+    boot: np.ndarray | None,
+) -> _Diff:
+    """Point difference of the primary metric and its standard error: DeLong for ROC AUC, the
+    standard deviation of the bootstrap differences `boot` otherwise."""
+    ch = all_metrics(y, challenger, threshold)[metric]
+    cp = all_metrics(y, champion, threshold)[metric]
+    delta = improvement(metric, ch, cp)
+    if math.isnan(delta):
+        return _Diff(ch, cp, delta, None)
+    if metric == "roc_auc":
+        se = stats.delong_se(y, challenger, champion)
+    else:
+        se = float(np.nanstd(boot, ddof=1)) if boot is not None and len(boot) > 1 else None
+    return _Diff(ch, cp, delta, se if se is not None and math.isfinite(se) else None)
+
+
+def _sign(metric: str) -> float:
+    return 1.0 if _HIGHER_IS_BETTER[metric] else -1.0
+
+
+def choose_slice_confidence(
+    ses: list[float], tolerance: float, false_block_rate: float, ceiling: float
+) -> tuple[float, float]:
+    """The highest one-sided confidence in [MIN_SLICE_CONFIDENCE, ceiling] at which a challenger exactly
+    as good as the champion is blocked in at most `false_block_rate` of cycles across these slices.
+    Returns (confidence, expected false-block rate at it)."""
+
+    def rate(z: float) -> float:  # chance that at least one slice blocks, slices taken as independent
+        keep = np.prod([1.0 - (norm.cdf(z - tolerance / se) if se > 0 else 0.0) for se in ses])
+        return float(1.0 - keep)
+
+    lo, hi = _z(MIN_SLICE_CONFIDENCE), _z(ceiling)
+    if not ses or rate(hi) <= false_block_rate:
+        return ceiling, rate(hi)
+    if rate(lo) > false_block_rate:
+        return MIN_SLICE_CONFIDENCE, rate(lo)
+    for _ in range(60):  # bisection: rate(z) grows with z
+        mid = (lo + hi) / 2
+        if rate(mid) <= false_block_rate:
+            lo = mid
+        else:
+            hi = mid
+    return float(norm.cdf(lo)), rate(lo)
+
+
+def _status(delta: float, low: float | None, tolerance: float, rule: str) -> str:
+    bound = delta if rule == "point" or low is None else low
+    # A tiny epsilon keeps identical models (delta exactly 0 up to float noise) from failing tolerance 0.
+    return "ok" if bound >= -tolerance - 1e-12 else "regression"
 
 
 def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
@@ -91,111 +198,133 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     g = settings.gate
     metric = settings.primary_metric
     thr = settings.decision_threshold
-    comparisons: list[Comparison] = []
-    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    conf = g.confidence
     checks: dict[str, CheckOutcome] = {}
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    comparisons: list[Comparison] = []
+    secondary: list[dict] = []
+    flips: dict[str, float] = {}
+    sane_problems: list[str] = []
+    floor_problems: list[str] = []
+    pending_slices: list[tuple[EvalSet, str, np.ndarray, _Diff]] = []
 
-    def primary(y: np.ndarray, p: np.ndarray) -> float:
-        return all_metrics(y, p, thr)[metric]
-
-    sane_problems = []
-    floor_problems = []
-    slice_failures: list[Comparison] = []
-    for s in sets:
-        ch = all_metrics(s.y, s.challenger, thr)
-        metrics[s.name] = {"challenger": ch}
-        cp = all_metrics(s.y, s.champion, thr) if s.champion is not None else None
-        if cp is not None:
-            metrics[s.name]["champion"] = cp
-        overall = _compare(
-            s.name, "overall", s.y, ch[metric], cp[metric] if cp else None, metric, g.tolerance
-        )
-        comparisons.append(overall)
-
-        name = regression_check(s.name)
-        if overall.status == "no_champion":
-            checks[name] = CheckOutcome(
-                name,
-                True,
-                f"{s.name}: no champion yet, nothing to regress from ({metric} {_fmt(overall.challenger)})",
-                [asdict(overall)],
-            )
-        elif overall.delta is None:
-            checks[name] = CheckOutcome(
-                name,
-                False,
-                f"{s.name}: {metric} cannot be computed on this set "
-                f"({overall.rows} rows, {overall.positives} positive)",
-                [asdict(overall)],
-            )
-        else:
-            checks[name] = CheckOutcome(
-                name,
-                overall.status == "ok",
-                f"{s.name}: {metric} {_fmt(overall.challenger)} vs champion {_fmt(overall.champion)} "
-                f"(change {overall.delta:+.4f}, tolerance -{g.tolerance})",
-                [asdict(overall)],
-            )
-
-        for col, values in s.slices.items():
-            for value in sorted({str(v) for v in values.tolist()}):
-                mask = values.astype(str) == value
-                y = s.y[mask]
-                label = f"{col}={value}"
-                enough = int(mask.sum()) >= g.min_slice_rows and 0 < int(y.sum()) < len(y)
-                if not enough:
-                    comparisons.append(
-                        Comparison(
-                            s.name, label, int(mask.sum()), int(y.sum()), math.nan, None, None, "insufficient"
-                        )
-                    )
-                    continue
-                c = _compare(
-                    s.name,
-                    label,
-                    y,
-                    primary(y, s.challenger[mask]),
-                    primary(y, s.champion[mask]) if s.champion is not None else None,
-                    metric,
-                    g.slice_tolerance,
-                )
-                comparisons.append(c)
-                if c.status == "regression":
-                    slice_failures.append(c)
-
-        p = s.challenger
+    for raw in sets:
+        p = raw.challenger  # sanity is judged on the raw predictions
         if not np.all(np.isfinite(p)):
-            sane_problems.append(f"{s.name}: {int(np.sum(~np.isfinite(p)))} non-finite predictions")
+            sane_problems.append(f"{raw.name}: {int(np.sum(~np.isfinite(p)))} non-finite predictions")
         elif np.any((p < 0) | (p > 1)):
             sane_problems.append(
-                f"{s.name}: predictions outside [0, 1] (min {p.min():.3g}, max {p.max():.3g})"
+                f"{raw.name}: predictions outside [0, 1] (min {p.min():.3g}, max {p.max():.3g})"
             )
         elif len(p) > 1 and float(np.ptp(p)) == 0.0:
-            sane_problems.append(f"{s.name}: every prediction is {p[0]:.4g} (a constant model)")
+            sane_problems.append(f"{raw.name}: every prediction is {p[0]:.4g} (a constant model)")
+        # Metrics need probabilities: NaN or out-of-range scores (already failing sanity) are made usable.
+        s = EvalSet(
+            raw.name,
+            raw.y,
+            raw.slices,
+            stats.as_probabilities(raw.challenger),
+            None if raw.champion is None else stats.as_probabilities(raw.champion),
+        )
+        ch = all_metrics(s.y, s.challenger, thr)
+        ch["calibration_error"] = stats.calibration_error(s.y, s.challenger)
+        metrics[s.name] = {"challenger": ch}
+        slices = _slice_masks(s, g.min_slice_rows)
+        boot: dict[str, np.ndarray] = {}
+        if s.champion is not None:
+            cp = all_metrics(s.y, s.champion, thr)
+            cp["calibration_error"] = stats.calibration_error(s.y, s.champion)
+            metrics[s.name]["champion"] = cp
+            flips[s.name] = float(np.mean((s.challenger >= thr) != (s.champion >= thr))) if len(s.y) else 0.0
+            boot = stats.bootstrap_differences(
+                len(s.y), _requests(s, slices, metric, thr), resamples=g.bootstrap_resamples
+            )
+            secondary += _secondary(s, boot, settings)
+        overall = _overall(s, metric, thr, boot.get("primary|overall"), settings)
+        comparisons.append(overall)
+        checks[regression_check(s.name)] = _regression_outcome(s.name, overall, metric, g.tolerance)
+
+        for label, mask in slices:
+            y = s.y[mask]
+            n, pos = int(mask.sum()), int(y.sum())
+            if n < g.min_slice_rows or pos == 0 or pos == n:
+                comparisons.append(
+                    Comparison(s.name, label, n, pos, math.nan, g.slice_tolerance, "insufficient")
+                )
+            elif s.champion is None:
+                value_ch = all_metrics(y, s.challenger[mask], thr)[metric]
+                comparisons.append(
+                    Comparison(s.name, label, n, pos, value_ch, g.slice_tolerance, "no_champion")
+                )
+            else:
+                d = _paired(
+                    metric, y, s.challenger[mask], s.champion[mask], thr, boot.get(f"primary|{label}")
+                )
+                pending_slices.append((s, label, mask, d))
+
         if not meets_floor(metric, ch[metric], g.metric_floor):
             floor_problems.append(f"{s.name}: {metric} {_fmt(ch[metric])} below the floor {g.metric_floor}")
 
-    insufficient = [c for c in comparisons if c.status == "insufficient"]
-    tail = (
-        f"; {len(insufficient)} slice(s) with too few rows or one class only, not gated"
-        if insufficient
-        else ""
-    )
-    if slice_failures:
-        worst = min(slice_failures, key=lambda c: c.delta or 0.0)
-        summary = (
-            f"{len(slice_failures)} slice(s) regressed beyond -{g.slice_tolerance}; worst {worst.set} "
-            f"{worst.slice}: {metric} {_fmt(worst.challenger)} vs {_fmt(worst.champion)}{tail}"
+    # Per-slice confidence, chosen from the gated slices' standard errors (see the module docstring).
+    # A slice so noisy that even at the floor confidence an exactly-as-good challenger would be blocked
+    # more often than its share of the false-block budget is underpowered: it cannot show
+    # non-inferiority, so it blocks only when it is clearly worse (its upper bound below -tolerance).
+    slice_conf: float | None = None
+    powered: list[bool] = []
+    note = "no slice compared (no champion yet, or no slice with enough rows)"
+    if pending_slices and g.rule == "non_inferiority":
+        budget = g.false_block_rate / len(pending_slices)
+        z_floor = _z(MIN_SLICE_CONFIDENCE)
+        powered = [
+            d.se is not None and (d.se == 0 or norm.cdf(z_floor - g.slice_tolerance / d.se) <= budget)
+            for *_, d in pending_slices
+        ]
+        ses = [d.se for (*_, d), p in zip(pending_slices, powered, strict=True) if p and d.se is not None]
+        slice_conf, expected = choose_slice_confidence(ses, g.slice_tolerance, g.false_block_rate, conf)
+        weak = len(pending_slices) - sum(powered)
+        note = (
+            f"per-slice one-sided confidence {slice_conf:.1%}, chosen over {sum(powered)} slice comparisons "
+            f"so that an exactly-as-good challenger is falsely blocked in about {expected:.1%} of cycles "
+            f"(target {g.false_block_rate:.0%}; bounds {MIN_SLICE_CONFIDENCE:.0%}-{conf:.0%})"
         )
-    else:
-        gated = sum(1 for c in comparisons if c.slice != "overall" and c.status in ("ok", "no_champion"))
-        summary = f"{gated} slice comparisons within -{g.slice_tolerance}{tail}"
-    checks[SLICE_CHECK] = CheckOutcome(
-        SLICE_CHECK,
-        not slice_failures,
-        summary,
-        [asdict(c) for c in comparisons if c.slice != "overall"],
-    )
+        if weak:
+            note += (
+                f"; {weak} slice(s) too noisy to show non-inferiority within -{g.slice_tolerance} "
+                "(underpowered): they block only when clearly worse (upper bound below -tolerance)"
+            )
+    elif pending_slices:
+        note = "rule 'point': slices compared on point estimates, without intervals"
+    z_slice = _z(slice_conf) if slice_conf is not None else None
+    slice_failures = []
+    for n, (s, label, mask, d) in enumerate(pending_slices):
+        low = high = None
+        if z_slice is not None and d.se is not None:
+            low, high = d.delta - z_slice * d.se, d.delta + z_slice * d.se
+        if math.isnan(d.delta):
+            status = "insufficient"
+        elif powered and not powered[n]:
+            status = "regression" if high is not None and high < -g.slice_tolerance else "underpowered"
+        else:
+            status = _status(d.delta, low, g.slice_tolerance, g.rule)
+        c = Comparison(
+            s.name,
+            label,
+            int(mask.sum()),
+            int(s.y[mask].sum()),
+            d.challenger,
+            g.slice_tolerance,
+            status,
+            champion=d.champion,
+            delta=None if math.isnan(d.delta) else d.delta,
+            low=low,
+            high=high,
+            confidence=slice_conf,
+        )
+        comparisons.append(c)
+        if status == "regression":
+            slice_failures.append(c)
+
+    checks[SLICE_CHECK] = _slice_outcome(comparisons, slice_failures, metric, g.slice_tolerance, note)
     checks[FLOOR_CHECK] = CheckOutcome(
         FLOOR_CHECK,
         not floor_problems,
@@ -220,24 +349,222 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
             for s in sets
         ],
     )
-    return GateResult(checks, comparisons, metrics, metric)
+    checks[SECONDARY_CHECK] = _secondary_outcome(secondary, settings)
+    _name_forgetting(checks, comparisons)
+    return GateResult(checks, comparisons, metrics, secondary, flips, metric, g.rule, slice_conf, note)
 
 
-def _compare(
-    set_name: str,
-    label: str,
-    y: np.ndarray,
-    challenger: float,
-    champion: float | None,
-    metric: str,
-    tolerance: float,
-) -> Comparison:
-    rows, pos = len(y), int(np.sum(y))
-    if champion is None:
-        return Comparison(set_name, label, rows, pos, challenger, None, None, "no_champion")
-    delta = improvement(metric, challenger, champion)
-    if math.isnan(delta):
-        return Comparison(set_name, label, rows, pos, challenger, champion, None, "insufficient")
-    # A tiny epsilon keeps identical models (delta exactly 0 up to float noise) from failing a zero tolerance.
-    status = "ok" if delta >= -tolerance - 1e-12 else "regression"
-    return Comparison(set_name, label, rows, pos, challenger, champion, delta, status)
+def _overall(s: EvalSet, metric: str, thr: float, boot: np.ndarray | None, settings: Settings) -> Comparison:
+    g = settings.gate
+    rows, pos = len(s.y), int(np.sum(s.y))
+    value = all_metrics(s.y, s.challenger, thr)[metric]
+    if s.champion is None:
+        return Comparison(s.name, "overall", rows, pos, value, g.tolerance, "no_champion")
+    d = _paired(metric, s.y, s.challenger, s.champion, thr, boot)
+    if math.isnan(d.delta):
+        return Comparison(
+            s.name, "overall", rows, pos, d.challenger, g.tolerance, "insufficient", champion=d.champion
+        )
+    low = high = None
+    conf = None
+    if g.rule == "non_inferiority" and d.se is not None:
+        conf = g.confidence
+        low, high = d.delta - _z(conf) * d.se, d.delta + _z(conf) * d.se
+    return Comparison(
+        s.name,
+        "overall",
+        rows,
+        pos,
+        d.challenger,
+        g.tolerance,
+        _status(d.delta, low, g.tolerance, g.rule),
+        champion=d.champion,
+        delta=d.delta,
+        low=low,
+        high=high,
+        confidence=conf,
+    )
+
+
+def _regression_outcome(set_name: str, c: Comparison, metric: str, tolerance: float) -> CheckOutcome:
+    name = regression_check(set_name)
+    if c.status == "no_champion":
+        return CheckOutcome(
+            name,
+            True,
+            f"{set_name}: no champion yet, nothing to regress from ({metric} {_fmt(c.challenger)})",
+            [asdict(c)],
+        )
+    if c.delta is None:
+        return CheckOutcome(
+            name,
+            False,
+            f"{set_name}: {metric} cannot be computed on this set ({c.rows} rows, {c.positives} positive)",
+            [asdict(c)],
+        )
+    interval = f", {c.confidence:.0%} lower bound {c.low:+.4f}" if c.low is not None and c.confidence else ""
+    verdict = "not worse" if c.status == "ok" else "worse"
+    return CheckOutcome(
+        name,
+        c.status == "ok",
+        f"{set_name}: {verdict} — {metric} {_fmt(c.challenger)} vs champion {_fmt(c.champion)} "
+        f"(change {c.delta:+.4f}{interval}; tolerance -{tolerance})",
+        [asdict(c)],
+    )
+
+
+def _slice_outcome(
+    comparisons: list[Comparison], failures: list[Comparison], metric: str, tolerance: float, note: str
+) -> CheckOutcome:
+    insufficient = [c for c in comparisons if c.status == "insufficient"]
+    tail = (
+        (
+            f"; insufficient evidence (too few rows or one class) in {len(insufficient)}: "
+            + ", ".join(f"{c.set} {c.slice}" for c in insufficient[:6])
+            + ("..." if len(insufficient) > 6 else "")
+        )
+        if insufficient
+        else ""
+    )
+    underpowered = [c for c in comparisons if c.status == "underpowered"]
+    if underpowered:
+        tail += (
+            "; underpowered, not clearly worse, so not blocking: "
+            + ", ".join(f"{c.set} {c.slice}" for c in underpowered[:6])
+            + ("..." if len(underpowered) > 6 else "")
+        )
+    if failures:
+        worst = min(failures, key=lambda c: c.low if c.low is not None else (c.delta or 0.0))
+        names = ", ".join(f"{c.set} {c.slice}" for c in failures[:5])
+        summary = (
+            f"{len(failures)} slice(s) not shown non-inferior within -{tolerance}: {names}; worst "
+            f"{worst.set} {worst.slice}: {metric} {_fmt(worst.challenger)} vs {_fmt(worst.champion)} "
+            f"(change {_fmt(worst.delta)}, lower bound {_fmt(worst.low)}){tail}"
+        )
+    else:
+        gated = sum(1 for c in comparisons if c.slice != "overall" and c.status in ("ok", "no_champion"))
+        summary = f"{gated} slice comparisons within -{tolerance}{tail}"
+    return CheckOutcome(
+        SLICE_CHECK,
+        not failures,
+        summary + f". {note}",
+        [asdict(c) for c in comparisons if c.slice != "overall"],
+    )
+
+
+def _slice_masks(s: EvalSet, min_rows: int) -> list[tuple[str, np.ndarray]]:
+    """(label, row mask) for every value of every slice column, in a stable order."""
+    out = []
+    for col, values in s.slices.items():
+        text_values = values.astype(str)
+        for value in sorted(set(text_values.tolist())):
+            out.append((f"{col}={value}", text_values == value))
+    return out
+
+
+def _requests(
+    s: EvalSet, slices: list[tuple[str, np.ndarray]], metric: str, thr: float
+) -> dict[str, stats.PairedRequest]:
+    """What to bootstrap on this set: every secondary metric overall and, when the primary metric is
+    not ROC AUC (which has DeLong), the primary metric overall and per slice."""
+    assert s.champion is not None
+    reqs = {
+        f"secondary|{m}": stats.PairedRequest(
+            stats.weighted_metric(m, thr), s.y, s.challenger, s.champion, _sign(m)
+        )
+        for m in SECONDARY_METRICS
+    }
+    if metric != "roc_auc":
+        fn = stats.weighted_metric(metric, thr)
+        reqs["primary|overall"] = stats.PairedRequest(fn, s.y, s.challenger, s.champion, _sign(metric))
+        for label, mask in slices:
+            reqs[f"primary|{label}"] = stats.PairedRequest(
+                fn, s.y[mask], s.challenger[mask], s.champion[mask], _sign(metric), mask
+            )
+    return reqs
+
+
+def _secondary(s: EvalSet, boot: dict[str, np.ndarray], settings: Settings) -> list[dict]:
+    """Secondary metrics with paired bootstrap intervals (the shared resamples of this set)."""
+    g = settings.gate
+    assert s.champion is not None
+    by_model = {"challenger": s.challenger, "champion": s.champion}
+    out = []
+    for m in SECONDARY_METRICS:
+        fn = stats.weighted_metric(m, settings.decision_threshold)
+        ones = np.ones((1, len(s.y)), dtype=np.float32)
+        ch, cp = (float(fn(s.y, by_model[k], ones)[0]) for k in ("challenger", "champion"))
+        d = boot.get(f"secondary|{m}", np.array([]))
+        d = d[np.isfinite(d)]
+        low = high = None
+        if len(d) > 1:
+            low, high = (float(x) for x in np.quantile(d, [1 - g.confidence, g.confidence]))
+        tol = g.secondary.get(m)
+        delta = _sign(m) * (ch - cp)
+        status = "reported"
+        if tol is not None:
+            bound = delta if g.rule == "point" or low is None else low
+            status = "ok" if bound >= -tol - 1e-12 else "regression"
+        out.append(
+            {
+                "set": s.name,
+                "metric": m,
+                "champion": cp,
+                "challenger": ch,
+                "delta": delta,
+                "low": low,
+                "high": high,
+                "tolerance": tol,
+                "status": status,
+            }
+        )
+    return out
+
+
+def _secondary_outcome(secondary: list[dict], settings: Settings) -> CheckOutcome:
+    gated = settings.gate.secondary
+    if not gated:
+        return CheckOutcome(
+            SECONDARY_CHECK,
+            True,
+            "no secondary metric is gated ([gate.secondary] is empty); all are reported",
+            secondary,
+        )
+    if not secondary:
+        return CheckOutcome(
+            SECONDARY_CHECK,
+            True,
+            f"no champion yet: nothing to compare the gated secondary metrics ({', '.join(gated)}) with",
+            secondary,
+        )
+    bad = [r for r in secondary if r["status"] == "regression"]
+    if bad:
+        text = "; ".join(
+            f"{r['set']} {r['metric']} {r['challenger']:.4f} vs {r['champion']:.4f} "
+            f"(lower bound {_fmt(r['low'])}, tolerance -{r['tolerance']})"
+            for r in bad
+        )
+        return CheckOutcome(SECONDARY_CHECK, False, f"worse beyond tolerance: {text}", secondary)
+    return CheckOutcome(
+        SECONDARY_CHECK, True, "gated secondary metrics within tolerance: " + ", ".join(gated), secondary
+    )
+
+
+def _name_forgetting(checks: dict[str, CheckOutcome], comparisons: list[Comparison]) -> None:
+    """Better on the recent holdout but worse on the golden set is forgetting (the concept moved and the
+    challenger lost what the golden set still asks for): say so in the golden check's summary."""
+    by_set = {c.set: c for c in comparisons if c.slice == "overall"}
+    golden, holdout = by_set.get("golden"), by_set.get("holdout")
+    name = regression_check("golden")
+    if (
+        golden
+        and holdout
+        and name in checks
+        and not checks[name].passed
+        and holdout.delta is not None
+        and holdout.delta > 0
+    ):
+        checks[name].summary = (
+            "forgetting: better on the recent holdout "
+            f"({holdout.delta:+.4f}) but worse on the golden set. " + checks[name].summary
+        )

@@ -89,14 +89,41 @@ class TrainedModel:
     seconds: float
 
 
+class TrainingBudgetExceeded(CtError):
+    """LightGBM was stopped because the training time budget ran out."""
+
+
+def _budget_callback(budget_seconds: float, started: float, total: int) -> Any:
+    def stop_when_over_budget(env: Any) -> None:
+        spent = time.perf_counter() - started
+        if spent > budget_seconds:
+            raise TrainingBudgetExceeded(
+                f"training stopped: its time budget of {budget_seconds:g} s ran out after "
+                f"{env.iteration + 1} of {total} iterations ({spent:.1f} s); no model was saved"
+            )
+
+    stop_when_over_budget.order = 0  # type: ignore[attr-defined]  # LightGBM orders callbacks by this
+    return stop_when_over_budget
+
+
 def train(
-    train_frame: pl.DataFrame, settings: Settings, params: dict[str, Any] | None = None
+    train_frame: pl.DataFrame,
+    settings: Settings,
+    params: dict[str, Any] | None = None,
+    *,
+    features: list[dict[str, Any]] | None = None,
+    budget_seconds: float | None = None,
+    weights: np.ndarray | None = None,
 ) -> TrainedModel:
-    """Train LightGBM on rows given in canonical order, with the configured (or given) parameters."""
+    """Train LightGBM on rows given in canonical order, with the configured (or given) parameters.
+
+    `features` fixes the feature list and category codes (a card's, when reproducing); `budget_seconds`
+    stops training with TrainingBudgetExceeded once spent; `weights` are per-row sample weights.
+    """
     import lightgbm as lgb
 
     params = dict(settings.training if params is None else params)
-    features = feature_spec(settings, train_frame)
+    features = features or feature_spec(settings, train_frame)
     y = labels(train_frame, settings)
     if len(np.unique(y)) < 2:
         raise CtError("the training rows hold only one class; cannot train a binary model")
@@ -105,9 +132,21 @@ def train(
     cats = [f["name"] for f in features if f["kind"] == "categorical"]
     started = time.perf_counter()
     dataset = lgb.Dataset(
-        x, label=y, feature_name=names, categorical_feature=cats, free_raw_data=True, params=params
+        x,
+        label=y,
+        weight=weights,
+        feature_name=names,
+        categorical_feature=cats,
+        free_raw_data=True,
+        params=params,
     )
-    booster = lgb.train(params, dataset)
+    callbacks = []
+    if budget_seconds is not None:
+        total = int(
+            params.get("num_iterations", params.get("n_estimators", params.get("num_boost_round", 100)))
+        )
+        callbacks.append(_budget_callback(budget_seconds, started, total))
+    booster = lgb.train(params, dataset, callbacks=callbacks)
     return TrainedModel(booster, features, params, time.perf_counter() - started)
 
 

@@ -45,6 +45,12 @@ def _midrank_components(scores: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.
     return v10, v01, auc
 
 
+def delong_se(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> float | None:
+    """Standard error of AUC(challenger) - AUC(champion) by DeLong (None when a class has < 2 rows)."""
+    iv = delong_difference(y, challenger, champion, 0.6826894921370859)  # +-1 standard error
+    return None if not iv.lower_is_finite else (iv.high - iv.low) / 2
+
+
 def delong_difference(
     y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, confidence: float
 ) -> Interval:
@@ -66,72 +72,128 @@ def delong_difference(
     return Interval(diff, diff - half, diff + half, confidence, "delong")
 
 
-def bootstrap_difference(
-    y: np.ndarray,
-    challenger: np.ndarray,
-    champion: np.ndarray,
-    metric: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    confidence: float,
-    *,
-    higher_is_better: bool,
-    resamples: int = 400,
-    seed: int = BOOTSTRAP_SEED,
-) -> Interval:
-    """Paired percentile bootstrap of a metric difference, vectorised over resamples.
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
-    `metric(y, p, weights)` takes row weights of shape (resamples, n) (resample counts) and returns one
-    value per resample; the difference is oriented so that positive means the challenger is better.
+
+@dataclass(frozen=True)
+class LinearMetric:
+    """A metric that is a function of resample-weighted sums of per-row columns (everything here but
+    ROC AUC): all resamples of all such metrics then come from one matrix product per chunk.
+
+    Called as metric(y, p, w) with weights w of shape (resamples, rows), it returns one value per resample.
     """
-    y = np.asarray(y, dtype=np.float64)
-    n = len(y)
-    if n < 2:
-        return Interval(math.nan, math.nan, math.nan, confidence, "bootstrap")
-    sign = 1.0 if higher_is_better else -1.0
-    ones = np.ones((1, n))
-    estimate = float(sign * (metric(y, challenger, ones)[0] - metric(y, champion, ones)[0]))
-    rng = np.random.default_rng(seed)
-    # Resample counts per row (multinomial = bootstrap with replacement), in chunks to bound memory.
-    diffs = []
-    chunk = max(1, min(resamples, 4_000_000 // max(n, 1)))
-    done = 0
-    while done < resamples:
-        k = min(chunk, resamples - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        diffs.append(sign * (metric(y, challenger, w) - metric(y, champion, w)))
-        done += k
-    d = np.concatenate(diffs)
-    alpha = 1 - confidence
-    low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    return Interval(estimate, float(low), float(high), confidence, "bootstrap")
 
+    name: str
+    threshold: float = 0.5
+    bins: int = 10
 
-def weighted_log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-15, 1 - 1e-15)
-    per_row = -(y * np.log(q) + (1 - y) * np.log(1 - q))
-    return (w @ per_row) / w.sum(axis=1)
+    def columns(self, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float32)
+        p = np.asarray(p, dtype=np.float32)
+        if self.name == "log_loss":
+            q = np.clip(p, 1e-7, 1 - 1e-7)
+            return (-(y * np.log(q) + (1 - y) * np.log(1 - q)))[:, None]
+        if self.name == "brier":
+            return ((p - y) ** 2)[:, None]
+        if self.name == "calibration_error":
+            idx = np.minimum((p * self.bins).astype(int), self.bins - 1)
+            out = np.zeros((len(p), self.bins), dtype=np.float32)
+            out[np.arange(len(p)), idx] = p - y
+            return out
+        pred = (p >= self.threshold).astype(np.float32)
+        return np.stack([pred * y, pred, y], axis=1)  # true positives, predicted positives, positives
 
-
-def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return (w @ ((p - y) ** 2)) / w.sum(axis=1)
-
-
-def weighted_threshold_metric(
-    name: str, threshold: float
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """Precision, recall or F1 at the operating threshold, per resample."""
-
-    def metric(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
-        pred = (p >= threshold).astype(np.float64)
-        tp = w @ (pred * y)
-        fp = w @ (pred * (1 - y))
-        fn = w @ ((1 - pred) * y)
+    def combine(self, sums: np.ndarray, weight: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        return {"precision": precision, "recall": recall, "f1": f1}[name]
+            if self.name in ("log_loss", "brier"):
+                return sums[:, 0] / weight
+            if self.name == "calibration_error":
+                return np.abs(sums).sum(axis=1) / weight
+            tp, predicted, positives = sums[:, 0], sums[:, 1], sums[:, 2]
+            if self.name == "precision":
+                return np.where(predicted > 0, tp / predicted, 0.0)
+            if self.name == "recall":
+                return np.where(positives > 0, tp / positives, 0.0)
+            return np.where(predicted + positives > 0, 2 * tp / (predicted + positives), 0.0)  # f1
 
-    return metric
+    def __call__(self, y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+        w = np.asarray(w, dtype=np.float32)
+        return self.combine(w @ self.columns(y, p), w.sum(axis=1))
+
+
+@dataclass(frozen=True)
+class PairedRequest:
+    """One paired difference to bootstrap: metric(y, challenger) - metric(y, champion), times `sign`
+    (+1 when higher is better), on the rows in `mask` (all n rows when None; then y and the scores are
+    those rows only)."""
+
+    metric: Metric
+    y: np.ndarray
+    challenger: np.ndarray
+    champion: np.ndarray
+    sign: float
+    mask: np.ndarray | None = None
+
+
+def bootstrap_differences(
+    n: int, requests: dict[str, PairedRequest], *, resamples: int, seed: int = BOOTSTRAP_SEED
+) -> dict[str, np.ndarray]:
+    """Paired bootstrap of several metric differences over the same resamples of n rows.
+
+    Every request sees the same resample weights (how often each row was drawn, with replacement),
+    generated in chunks so that memory stays near 4M weights whatever n; the per-row columns of all
+    requests are stacked so that each chunk costs one matrix product. Deterministic for a given seed.
+    Returns, per request, one difference per resample.
+    """
+    if n == 0 or resamples < 2 or not requests:
+        return {k: np.array([]) for k in requests}
+    blocks, layout = [], {}
+    col = 0
+    for key, r in requests.items():
+        metric = r.metric if isinstance(r.metric, LinearMetric) else None
+        if metric is None:
+            raise TypeError(f"bootstrap needs a LinearMetric, got {r.metric!r}")
+        a, b = metric.columns(r.y, r.challenger), metric.columns(r.y, r.champion)
+        weight = np.ones((len(r.y), 1), dtype=np.float32)
+        block = np.concatenate([a, b, weight], axis=1)
+        if r.mask is not None:  # scatter the slice's rows into full-length columns, zero elsewhere
+            full = np.zeros((n, block.shape[1]), dtype=np.float32)
+            full[r.mask] = block
+            block = full
+        blocks.append(block)
+        layout[key] = (col, a.shape[1], metric, r.sign)
+        col += block.shape[1]
+    columns = np.ascontiguousarray(np.concatenate(blocks, axis=1))
+    out: dict[str, list[np.ndarray]] = {k: [] for k in requests}
+    chunk = max(1, min(resamples, 4_000_000 // n))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        draws = np.random.default_rng([seed, start]).integers(0, n, size=(k, n), dtype=np.uint32)
+        w = np.empty((k, n), dtype=np.float32)
+        for i in range(k):
+            w[i] = np.bincount(draws[i], minlength=n)
+        sums = w @ columns
+        for key, (c0, width, metric, sign) in layout.items():
+            weight = sums[:, c0 + 2 * width]
+            ch = metric.combine(sums[:, c0 : c0 + width], weight)
+            cp = metric.combine(sums[:, c0 + width : c0 + 2 * width], weight)
+            out[key].append(sign * (ch - cp))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def weighted_metric(name: str, threshold: float) -> LinearMetric:
+    """The resample-weighted version of a metric by its config name (ROC AUC uses DeLong instead)."""
+    if name not in ("log_loss", "brier", "calibration_error", "precision", "recall", "f1"):
+        raise ValueError(f"no resample-weighted version of {name!r}")
+    return LinearMetric(name, threshold)
+
+
+def as_probabilities(p: np.ndarray) -> np.ndarray:
+    """Scores made usable as probabilities: NaN -> 0.5, clipped to [0, 1] (for metrics only)."""
+    p = np.asarray(p, dtype=np.float64)
+    if np.all(np.isfinite(p)) and (len(p) == 0 or (p.min() >= 0 and p.max() <= 1)):
+        return p
+    return np.clip(np.nan_to_num(p, nan=0.5, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
 def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -144,12 +206,3 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     sum_y = np.bincount(idx, weights=y, minlength=bins)
     mask = counts > 0
     return float(np.sum(np.abs(sum_p[mask] - sum_y[mask])) / len(y))
-
-
-def weighted_calibration_error(y: np.ndarray, p: np.ndarray, w: np.ndarray, bins: int = 10) -> np.ndarray:
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    onehot = np.zeros((len(p), bins))
-    onehot[np.arange(len(p)), idx] = 1.0
-    gap = onehot * (p - y)[:, None]  # per row, in its bin
-    per_bin = w @ gap  # (resamples, bins)
-    return np.abs(per_bin).sum(axis=1) / w.sum(axis=1)

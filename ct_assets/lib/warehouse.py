@@ -23,7 +23,7 @@ import duckdb
 from ct_assets.config import Settings
 from ct_assets.errors import ConfigError, WarehouseBusy, WarehouseMissing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCAL = threading.local()  # per-thread re-entrancy of the file locks
 
 
@@ -92,9 +92,25 @@ def connect_writer(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     with writer_lock(path, settings.lock_timeout_seconds):
         con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
         try:
+            _require_current_schema(con, path)
             yield con
         finally:
             con.close()
+
+
+def _require_current_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.CatalogException:
+        raise WarehouseMissing(
+            f"{path} is not a ct_assets warehouse (no meta table); run `ct-assets init`"
+        ) from None
+    version = int(rows[0][0]) if rows else 0
+    if version < SCHEMA_VERSION:
+        raise WarehouseMissing(
+            f"warehouse {path} has schema {version}, this ct_assets needs {SCHEMA_VERSION}: "
+            "run `ct-assets init` to upgrade it"
+        )
 
 
 @contextlib.contextmanager
@@ -105,6 +121,7 @@ def connect_reader(settings: Settings, *, wait_seconds: float = 0.0) -> Iterator
         raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
     con = _open(path, read_only=True, wait_seconds=wait_seconds)
     try:
+        _require_current_schema(con, path)
         yield con
     finally:
         con.close()
@@ -163,6 +180,11 @@ def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  {body},\n  {extra}\n)"
 
 
+_GOLDEN_VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS golden_versions (
+            build_id BIGINT PRIMARY KEY, golden_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, rows BIGINT,
+            max_batch_id BIGINT, slice_counts VARCHAR, reason VARCHAR, run_id VARCHAR)"""
+
+
 def _ddl(settings: Settings) -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -174,9 +196,7 @@ def _ddl(settings: Settings) -> list[str]:
             min_event_time TIMESTAMP, max_event_time TIMESTAMP, data_hash VARCHAR,
             landed_at TIMESTAMP, stored_as VARCHAR, run_id VARCHAR)""",
         _rows_table_ddl("golden_rows", settings, "_batch_id BIGINT, _row_hash UBIGINT, _golden_hash VARCHAR"),
-        """CREATE TABLE IF NOT EXISTS golden_versions (
-            golden_hash VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, rows BIGINT,
-            max_batch_id BIGINT, slice_counts VARCHAR, reason VARCHAR, run_id VARCHAR)""",
+        _GOLDEN_VERSIONS_DDL,
         """CREATE TABLE IF NOT EXISTS dataset_versions (
             dataset_hash VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, max_batch_id BIGINT,
             window_start TIMESTAMP, newest_event_time TIMESTAMP, golden_hash VARCHAR,
@@ -197,8 +217,15 @@ def _ddl(settings: Settings) -> list[str]:
             metrics VARCHAR, verdict VARCHAR, reason VARCHAR, actor VARCHAR, run_id VARCHAR)""",
         """CREATE TABLE IF NOT EXISTS alerts (
             alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
-            cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR)""",
+            cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,
+            resolved_at TIMESTAMP)""",
     ]
+
+
+# Upgrades of warehouses made by earlier versions, in order; each is idempotent.
+UPGRADES = [
+    "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMP",
+]
 
 
 def init_warehouse(settings: Settings) -> list[str]:
@@ -222,8 +249,9 @@ def init_warehouse(settings: Settings) -> list[str]:
     with writer_lock(path, settings.lock_timeout_seconds):
         con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
         try:
-            for stmt in _ddl(settings):
+            for stmt in _ddl(settings) + UPGRADES:
                 con.execute(stmt)
+            _upgrade_golden_versions(con)
             check_schema(con, settings)
             con.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -235,6 +263,27 @@ def init_warehouse(settings: Settings) -> list[str]:
         finally:
             con.close()
     return created
+
+
+def _upgrade_golden_versions(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 1 keyed golden_versions by hash; schema 2 keeps one row per build (build_id)."""
+    cols = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'golden_versions'"
+        ).fetchall()
+    }
+    if "build_id" in cols:
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute("ALTER TABLE golden_versions RENAME TO golden_versions_v1")
+    con.execute(_GOLDEN_VERSIONS_DDL)
+    con.execute(
+        "INSERT INTO golden_versions SELECT row_number() OVER (ORDER BY created_at, golden_hash), golden_hash, "
+        "created_at, rows, max_batch_id, slice_counts, reason, run_id FROM golden_versions_v1"
+    )
+    con.execute("DROP TABLE golden_versions_v1")
+    con.execute("COMMIT")
 
 
 def check_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

@@ -1,0 +1,91 @@
+"""One validation of a challenger: evaluation sets, the gate, what changed for users, the report files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ct_assets.config import Settings
+from ct_assets.lib import gate, report
+from ct_assets.lib import model as lgbm
+from ct_assets.lib.datasets import DatasetInfo, read_golden, read_split
+
+EVAL_SETS = ("golden", "holdout")
+
+
+def eval_sets(
+    s: Settings,
+    con: duckdb.DuckDBPyConnection,
+    ds: DatasetInfo,
+    challenger: lgbm.LoadedModel,
+    champion: lgbm.LoadedModel | None,
+) -> list[gate.EvalSet]:
+    """The frozen golden set and the data set's recent holdout, scored by both models."""
+    frames = {"golden": read_golden(con, s, ds.golden_hash), "holdout": read_split(con, s, ds, "holdout")}
+    return [
+        gate.EvalSet(
+            name=name,
+            y=lgbm.labels(frames[name], s),
+            slices={c: frames[name][c].fill_null("(null)").to_numpy() for c in s.columns.slices},
+            challenger=challenger.predict(frames[name]),
+            champion=champion.predict(frames[name]) if champion is not None else None,
+        )
+        for name in EVAL_SETS
+    ]
+
+
+def gain_shares(m: lgbm.LoadedModel) -> dict[str, float]:
+    gains = m.booster.feature_importance(importance_type="gain")
+    total = float(gains.sum()) or 1.0
+    return {n: float(g) / total for n, g in zip(m.booster.feature_name(), gains, strict=True)}
+
+
+def importance_movers(
+    challenger: lgbm.LoadedModel, champion: lgbm.LoadedModel | None, top: int = 6
+) -> list[dict[str, Any]]:
+    """The features whose share of the total gain moved most between champion and challenger."""
+    if champion is None:
+        return []
+    a, b = gain_shares(champion), gain_shares(challenger)
+    changes = {f: b.get(f, 0.0) - a.get(f, 0.0) for f in set(a) | set(b)}
+    order = sorted(changes, key=lambda f: (-abs(changes[f]), f))[:top]
+    return [
+        {"feature": f, "champion": a.get(f, 0.0), "challenger": b.get(f, 0.0), "change": changes[f]}
+        for f in order
+    ]
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    json: Path
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(
+    s: Settings, result: gate.GateResult, sets: list[gate.EvalSet], meta: dict[str, Any]
+) -> ReportFiles:
+    """`<reports>/<version>.html` (self-contained) and `<version>.json` (the same figures, for machines)."""
+    version = meta["challenger_version"]
+    lgbm.model_dir(s.paths.models, version)  # a version name, never a path
+    files = ReportFiles(s.paths.reports / f"{version}.html", s.paths.reports / f"{version}.json")
+    _write(files.json, json.dumps({**meta, **result.to_json()}, indent=2, default=str))
+    _write(files.html, report.render(result, sets, meta))
+    return files
+
+
+def report_path(s: Settings, version: str) -> Path:
+    """Where the report of a version is (refusing anything that is not a version name)."""
+    lgbm.model_dir(s.paths.models, version)
+    return s.paths.reports / f"{version}.html"
