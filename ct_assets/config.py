@@ -15,6 +15,9 @@ from ct_assets.errors import ConfigError
 
 CONFIG_ENV_VAR = "CT_ASSETS_CONFIG"
 INTERNAL_PREFIX = "_"  # column names starting with this are the warehouse's own (_batch_id, _row_hash)
+# LightGBM refuses feature names holding these ("special JSON characters") and turns spaces into '_',
+# after which a saved model's features no longer match its card: such names are refused at load.
+LIGHTGBM_NAME_CHARS = '",:[]{}'
 METRICS = ("roc_auc", "log_loss", "brier", "f1", "precision", "recall")
 SECONDARY_METRICS = ("log_loss", "brier", "calibration_error", "f1", "precision", "recall")
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
@@ -42,6 +45,7 @@ class Columns:
     row_id: str | None
     row_id_type: str  # "integer" | "string"
     slices: tuple[str, ...]
+    exploration: str | None = None  # a 0/1 flag: the row was collected under a randomised policy
 
     @property
     def label_is_text(self) -> bool:
@@ -69,6 +73,8 @@ class DatasetSettings:
     golden_fraction: float
     golden_max_rows: int
     golden_min_rows_per_slice: int
+    exploration_target: float = 0.0
+    exploration_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class FreshnessSettings:
     max_data_lag_hours: float
     max_file_age_hours: float
     max_future_minutes: float
+    max_event_age_days: float = 3650.0  # older event times are rejected at ingest (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,7 @@ class Settings:
     webhook_url: str
     source: str  # where the user's part came from ("defaults" or a file path)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
 
     @property
     def min_new_rows(self) -> int:
@@ -160,6 +168,8 @@ class Settings:
             cols.append(self.columns.row_id)
         cols += self.feature_names
         cols.append(self.columns.label)
+        if self.columns.exploration:
+            cols.append(self.columns.exploration)
         return cols
 
 
@@ -248,10 +258,22 @@ class _Reader:
         return v
 
 
+def _one_line(text: str) -> str:
+    """`text` with control characters written as escapes, so that an error stays on one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 def check_identifier(name: str, what: str, source: str) -> str:
-    """Column names are quoted in SQL; refuse the few that could still confuse a reader or a file system."""
-    if not isinstance(name, str) or not name or len(name) > 128 or "\x00" in name or name != name.strip():
-        raise ConfigError(f"config {source}: {what} {name!r} is not a usable column name")
+    """Column names are quoted in SQL; refuse the few that could still confuse a reader or a file system
+    (empty, too long, padded, or holding control characters such as NUL or a line break)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 128
+        or name != name.strip()
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+    ):
+        raise ConfigError(_one_line(f"config {source}: {what} {name!r} is not a usable column name"))
     if name.startswith(INTERNAL_PREFIX):
         raise ConfigError(f"config {source}: {what} {name!r} starts with '_', which the warehouse reserves")
     return name
@@ -309,7 +331,7 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         top.table_of("columns"),
         "columns",
         source,
-        known={"event_time", "label", "label_classes", "row_id", "row_id_type", "slices"},
+        known={"event_time", "label", "label_classes", "row_id", "row_id_type", "slices", "exploration"},
     )
     classes = c.get("label_classes")
     if (
@@ -336,11 +358,15 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         row_id=check_identifier(row_id, "[columns] row_id", source) if row_id else None,
         row_id_type=row_id_type,
         slices=tuple(check_identifier(s, "[columns] slices entry", source) for s in slices),
+        exploration=check_identifier(c.text("exploration", allow_empty=True), "[columns] exploration", source)
+        if c.table.get("exploration")
+        else None,
     )
 
     features = _parse_features(top.table_of("features"), source)
     roles = [("[columns] event_time", columns.event_time), ("[columns] label", columns.label)]
     roles += [("[columns] row_id", columns.row_id)] if columns.row_id else []
+    roles += [("[columns] exploration", columns.exploration)] if columns.exploration else []
     roles += [(f"[features.{f.name}]", f.name) for f in features]
     for i, (where, name) in enumerate(roles):
         clash = next((w for w, n in roles[:i] if n == name), None)
@@ -401,6 +427,8 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
             "golden_fraction",
             "golden_max_rows",
             "golden_min_rows_per_slice",
+            "exploration_target",
+            "exploration_weight",
         },
     )
     dataset = DatasetSettings(
@@ -410,6 +438,8 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         golden_fraction=d.number("golden_fraction", lo=0.001, hi=0.5),
         golden_max_rows=d.integer("golden_max_rows", lo=10),
         golden_min_rows_per_slice=d.integer("golden_min_rows_per_slice", lo=0),
+        exploration_target=d.number("exploration_target", lo=0.0, hi=1.0),
+        exploration_weight=d.number("exploration_weight", lo=0.0),
     )
     g = _Reader(
         top.table_of("gate"),
@@ -446,14 +476,15 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         top.table_of("freshness"),
         "freshness",
         source,
-        known={"max_data_lag_hours", "max_file_age_hours", "max_future_minutes"},
+        known={"max_data_lag_hours", "max_file_age_hours", "max_future_minutes", "max_event_age_days"},
     )
     freshness = FreshnessSettings(
         max_data_lag_hours=fr.number("max_data_lag_hours", lo=0.0),
         max_file_age_hours=fr.number("max_file_age_hours", lo=0.0),
         max_future_minutes=fr.number("max_future_minutes", lo=0.0),
+        max_event_age_days=fr.number("max_event_age_days", lo=0.0),
     )
-    ing = _Reader(top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds"})
+    ing = _Reader(top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds", "chunk_rows"})
     training = dict(top.table_of("training"))
     if training.get("objective", "binary") not in ("binary", "cross_entropy", "xentropy"):
         raise ConfigError(
@@ -481,6 +512,7 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         webhook_url=webhook,
         source=source,
         raw=raw,
+        ingest_chunk_rows=ing.integer("chunk_rows", lo=1000),
     )
 
 
@@ -490,6 +522,13 @@ def _parse_features(table: dict[str, Any], source: str) -> tuple[Feature, ...]:
     out = []
     for name, spec in table.items():
         check_identifier(name, f"[features.{name}]", source)
+        if any(ch.isspace() or ch in LIGHTGBM_NAME_CHARS for ch in name):
+            raise ConfigError(
+                _one_line(
+                    f"config {source}: [features.{name}] cannot be a feature name: LightGBM keeps no feature "
+                    f"name holding whitespace or any of {' '.join(LIGHTGBM_NAME_CHARS)} (rename the column)"
+                )
+            )
         if not isinstance(spec, dict):
             raise ConfigError(f"config {source}: [features.{name}] must be a table with at least kind = ...")
         f = _Reader(spec, f"features.{name}", source, known={"kind", "required", "min", "max", "categories"})

@@ -10,6 +10,7 @@ from ct_assets.assets.ingestion import (
     raw_deltas,
     raw_deltas_newest_file_fresh,
 )
+from ct_assets.assets.monitoring import champion_performance
 from ct_assets.assets.registry import champion_model
 from ct_assets.assets.training import challenger_model
 from ct_assets.assets.validation import validation_report
@@ -30,6 +31,7 @@ defs = dg.Definitions(
         challenger_model,
         validation_report,
         champion_model,
+        champion_performance,
     ],
     asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
     jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],

@@ -8,6 +8,7 @@ from ct_assets.assets.ingestion import (
     raw_deltas,
     raw_deltas_newest_file_fresh,
 )
+from ct_assets.assets.monitoring import champion_performance
 from ct_assets.assets.registry import champion_model
 from ct_assets.assets.training import challenger_model
 from ct_assets.assets.validation import validation_report
@@ -18,11 +19,14 @@ FRESHNESS_CHECKS = dg.AssetSelection.checks(
 CT_ASSETS = [golden_dataset, training_dataset, challenger_model, validation_report, champion_model]
 TRIGGER_TAG = "ct_assets/trigger"
 BATCH_TAG = "ct_assets/newest_batch"
+CT_RUN_TAG = "ct_assets/ct_run"  # the instance's run queue lets one run with this tag in flight
+DEFAULT_MAX_RUNTIME_SECONDS = 3600  # sensors set dagster/max_runtime from [guardrails] max_run_seconds
 
 ingest_job = dg.define_asset_job(
     name="ingest_job",
-    selection=dg.AssetSelection.assets(raw_deltas) | FRESHNESS_CHECKS,
-    description="Ingest every ready file in the landing folder into raw_deltas, with its checks.",
+    selection=dg.AssetSelection.assets(raw_deltas, champion_performance) | FRESHNESS_CHECKS,
+    description="Ingest every ready file in the landing folder into raw_deltas, with its checks; then score "
+    "the champion on the fresh labels and measure drift.",
 )
 
 ct_job = dg.define_asset_job(
@@ -31,6 +35,7 @@ ct_job = dg.define_asset_job(
     | dg.AssetSelection.checks(champion_model_data_lag_within_limit),
     description="Continuous training: training data set, challenger, validation report with its blocking "
     "checks, and promotion (golden set built first when missing).",
+    tags={CT_RUN_TAG: "true", "dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_SECONDS)},
 )
 
 registry_job = dg.define_asset_job(

@@ -2,20 +2,33 @@
 
 import hashlib
 import json
+import os
 
 import dagster as dg
 
-from ct_assets.errors import CtError, WarehouseBusy, WarehouseMissing
+from ct_assets.errors import ConfigError, CtError
 from ct_assets.jobs import BATCH_TAG, TRIGGER_TAG, ct_job, freshness_job, golden_job, ingest_job, registry_job
 from ct_assets.lib import alerts, landing
-from ct_assets.lib.datasets import active_golden
 from ct_assets.lib.ingest import utc_now
-from ct_assets.lib.triggers import retrain_decision
-from ct_assets.lib.warehouse import connect_reader
+from ct_assets.lib.triggers import decide, load_trigger_inputs
 from ct_assets.resources import SettingsResource
 
-LANDING_INTERVAL_SECONDS = 5
-RETRAIN_INTERVAL_SECONDS = 10
+SENSOR_INTERVAL_ENV = "CT_ASSETS_SENSOR_INTERVAL"  # seconds; overrides both intervals below (tests, demos)
+
+
+def _interval_seconds(default: int) -> int:
+    """A sensor's minimum interval: `default`, or whole seconds from $CT_ASSETS_SENSOR_INTERVAL. (Dagster's
+    sensor daemon loops every 5 s, so intervals below that only matter with a faster daemon loop.)"""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{SENSOR_INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r}")
+    return int(raw)
+
+
+LANDING_INTERVAL_SECONDS = _interval_seconds(5)
+RETRAIN_INTERVAL_SECONDS = _interval_seconds(10)
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -33,6 +46,9 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict:
 
 
 def _in_flight(context: dg.SensorEvaluationContext, job_name: str) -> int:
+    from ct_assets.cli.runs import recover_dead_runs
+
+    recover_dead_runs(context.instance)  # a run left STARTED by a killed `ct-assets` is not in flight
     runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=5)
     return len(runs)
 
@@ -64,38 +80,49 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
 
 
 @dg.sensor(
-    description="Labelled rows newer than the champion's training watermark reach [retrain] min_new_rows "
-    "-> one CT run per newest batch; skips the tick while a writer holds the warehouse.",
+    description="A retrain trigger is due (labelled rows since the champion's watermark, decay on fresh labels, "
+    "drift, staleness) -> one CT run per newest batch, tagged with the trigger; never two in flight; skips the "
+    "tick while a writer holds the warehouse.",
     job=ct_job,
     minimum_interval_seconds=RETRAIN_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """Labelled rows newer than the champion's training watermark >= [retrain] min_new_rows -> one CT run.
+    """A due retrain trigger (rows, decay, drift, staleness; see ct_assets.lib.triggers) -> one CT run,
+    tagged with the trigger that fired.
 
-    Reads DuckDB read-only for milliseconds and skips the tick when a writer holds the file. The run
+    Reads the trigger-input snapshot every writer leaves (valid only while the warehouse files carry
+    the stamp it names), else DuckDB read-only for milliseconds, skipping the tick if a writer holds it. The run
     key names the newest ingested batch: never two runs for the same data, and a new run once more
-    data lands after a blocked challenger.
+    data lands after a blocked challenger. Never two CT runs in flight: while one is, due triggers
+    wait (nothing is lost: the next run trains on everything ingested by then).
     """
     try:
         s = settings.load()
-        with connect_reader(s) as con:
-            decision = retrain_decision(con, s)
-            golden_missing = active_golden(con) is None
-    except (WarehouseBusy, WarehouseMissing) as e:
+        inputs, _ = load_trigger_inputs(s)
+    except CtError as e:  # WarehouseBusy, WarehouseMissing among them
         return dg.SkipReason(f"skipped: {e}")
-    except CtError as e:
-        return dg.SkipReason(f"skipped: {e}")
+    decision = decide(inputs, s)
+    golden_missing = inputs.golden_missing
     cursor = _cursor(context)
     if not decision.should_run:
         return dg.SkipReason(decision.reason)
+    if _in_flight(context, ct_job.name):
+        return dg.SkipReason(
+            f"{decision.trigger} trigger due, but a CT run is in flight; the next one will "
+            "train on everything ingested by then"
+        )
     if cursor.get("requested_batch") == decision.newest_batch_id:
         return dg.SkipReason(
             f"a CT run was already requested for data up to batch {decision.newest_batch_id}"
         )
     context.update_cursor(
         json.dumps(
-            {"requested_batch": decision.newest_batch_id, "rows_since_training": decision.rows_since_training}
+            {
+                "requested_batch": decision.newest_batch_id,
+                "rows_since_training": decision.rows_since_training,
+                "trigger": decision.trigger,
+            }
         )
     )
     selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
@@ -103,8 +130,9 @@ def retrain_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
         run_key=f"ct-batch-{decision.newest_batch_id}",
         asset_selection=[dg.AssetKey(k) for k in selection],
         tags={
-            TRIGGER_TAG: "rows",
+            TRIGGER_TAG: decision.trigger or "rows",
             BATCH_TAG: str(decision.newest_batch_id),
+            "dagster/max_runtime": str(int(s.guardrails.max_run_seconds)),
             "ct_assets/reason": decision.reason[:200],
         },
     )

@@ -1,5 +1,7 @@
 """The Definitions load, and the asset graph matches a literal snapshot so that a rename shows in review."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from ct_assets import jobs
@@ -13,6 +15,7 @@ ASSETS = {
     "challenger_model": ("training", ["training_dataset"]),
     "validation_report": ("validation", ["challenger_model", "training_dataset"]),
     "champion_model": ("registry", ["validation_report"]),
+    "champion_performance": ("monitoring", ["champion_model", "raw_deltas"]),
 }
 
 # (asset, check) -> blocking
@@ -24,6 +27,7 @@ CHECKS = {
     ("raw_deltas", "raw_deltas_newest_file_fresh"): False,
     ("training_dataset", "training_dataset_fresh"): False,
     ("training_dataset", "training_dataset_excludes_golden"): True,
+    ("training_dataset", "training_dataset_exploration_share"): False,
     ("validation_report", "challenger_no_regression_golden"): True,
     ("validation_report", "challenger_no_regression_holdout"): True,
     ("validation_report", "challenger_no_slice_regression"): True,
@@ -36,7 +40,7 @@ CHECKS = {
 # job -> (assets it materializes, checks it runs)
 JOBS = {
     "ingest_job": (
-        ["raw_deltas"],
+        ["champion_performance", "raw_deltas"],
         [
             "champion_model_data_lag_within_limit",
             "raw_deltas_newest_file_fresh",
@@ -57,12 +61,19 @@ JOBS = {
             "challenger_secondary_metrics_hold",
             "champion_model_data_lag_within_limit",
             "training_dataset_excludes_golden",
+            "training_dataset_exploration_share",
             "training_dataset_fresh",
         ],
     ),
     "registry_job": (["champion_model"], ["champion_model_data_lag_within_limit"]),
     "golden_job": (["golden_dataset"], []),
     "freshness_job": ([], ["champion_model_data_lag_within_limit", "raw_deltas_newest_file_fresh"]),
+}
+
+# asset -> (fail window, warn window) of its FreshnessPolicy, shown in the UI; other assets have none
+FRESHNESS = {
+    "raw_deltas": (timedelta(hours=24), timedelta(hours=6)),
+    "champion_model": (timedelta(hours=168), timedelta(hours=48)),
 }
 
 # sensor -> job it targets (None: a run status sensor, which watches runs and starts none); schedules likewise
@@ -97,6 +108,17 @@ def test_asset_check_snapshot() -> None:
         (k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys
     }
     assert graph_checks == set(CHECKS)
+
+
+def test_freshness_policy_snapshot() -> None:
+    actual = {}
+    for spec in defs.resolve_all_asset_specs():
+        policy = spec.freshness_policy
+        if policy is not None:
+            assert isinstance(policy, dg.FreshnessPolicy)
+            warn = policy.warn_window.to_timedelta() if policy.warn_window else None  # type: ignore[attr-defined]
+            actual[spec.key.to_user_string()] = (policy.fail_window.to_timedelta(), warn)  # type: ignore[attr-defined]
+    assert actual == FRESHNESS
 
 
 def test_job_snapshot() -> None:

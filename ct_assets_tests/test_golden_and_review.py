@@ -22,6 +22,7 @@ from ct_assets.lib.metrics import all_metrics
 from ct_assets.lib.model import labels, load_version
 from ct_assets.lib.simulator import SimulationOptions, simulate
 from ct_assets.lib.warehouse import (
+    SCHEMA_VERSION,
     connect_reader,
     connect_writer,
     init_warehouse,
@@ -201,6 +202,7 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
     with connect_writer(warehouse) as con, transaction(con):
         con.execute("DROP TABLE golden_versions")
         con.execute("DROP TABLE alerts")
+        con.execute("DROP TABLE champion_scores")  # schema 3
         for ddl in SCHEMA_1:
             con.execute(ddl)
         con.execute(
@@ -212,7 +214,11 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
     init_warehouse(warehouse)  # the upgrade
 
     with connect_reader(warehouse) as con:
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("2",)]
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
+            (str(SCHEMA_VERSION),)
+        ]
+        assert SCHEMA_VERSION == 3
+        assert con.execute("SELECT count(*) FROM champion_scores").fetchall() == [(0,)]
         golden = active_golden(con)  # fails today: Binder Error, column "build_id" not found
     assert golden is not None and golden.golden_hash == "0123456789abcdef"
     assert status(warehouse)["golden_hash"] == "0123456789abcdef"  # what `ct-assets status` shows

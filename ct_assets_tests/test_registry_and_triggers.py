@@ -235,12 +235,15 @@ def test_retrain_below_and_at_the_threshold(warehouse: Settings) -> None:
         exactly = triggers.retrain_decision(con, warehouse)
     assert not below.should_run
     assert below.rows_since_training == 999
-    assert "below the threshold 1000" in below.reason
-    assert "no champion" in below.reason
+    assert (
+        below.reason == "no trigger due: 999 labelled rows since the start (no champion yet), threshold 1000"
+    )
+    assert below.due == [] and below.trigger is None
     assert exactly.should_run
     assert exactly.rows_since_training == 1000
     assert exactly.newest_batch_id == 3
     assert exactly.to_json()["should_run"] is True
+    assert (exactly.trigger, exactly.due) == ("rows", ["rows"])
 
 
 def test_retrain_counts_only_rows_after_the_champion_watermark(warehouse: Settings) -> None:
@@ -248,9 +251,10 @@ def test_retrain_counts_only_rows_after_the_champion_watermark(warehouse: Settin
         for batch in (1, 2, 3):
             log_batch(con, batch, 700)
         champion_with_watermark(con, "v0001", batch=2)
-        after_promotion = triggers.retrain_decision(con, warehouse)
+        # Judged right after the champion's training, so that the staleness fallback is not due.
+        after_promotion = triggers.retrain_decision(con, warehouse, now=at(1))
         log_batch(con, 4, 300)
-        later = triggers.retrain_decision(con, warehouse)
+        later = triggers.retrain_decision(con, warehouse, now=at(1))
     assert after_promotion.champion == "v0001"
     assert after_promotion.watermark_batch_id == 2
     assert after_promotion.rows_since_training == 700

@@ -1,17 +1,19 @@
 """Sensors through build_sensor_context: skip reasons, run requests, and their cursors."""
 
+import contextlib
 import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
+import duckdb
 
 from ct_assets.config import Settings
 from ct_assets.definitions import defs
-from ct_assets.lib import landing, registry
+from ct_assets.lib import landing, registry, triggers
 from ct_assets.lib.ingest import ingest_landed_files
 from ct_assets.lib.simulator import SimulationOptions, simulate
 from ct_assets.lib.warehouse import connect_reader, init_warehouse
@@ -163,8 +165,9 @@ def test_retrain_sensor_skips_below_the_threshold(warehouse: Settings, instance:
     assert 0 < labelled < warehouse.min_new_rows
     result, cursor = tick(retrain_sensor, instance)
     assert isinstance(result, dg.SkipReason)
-    assert f"{labelled} labelled rows" in (result.skip_message or "")
-    assert "below the threshold 1000" in (result.skip_message or "")
+    assert result.skip_message == (
+        f"no trigger due: {labelled} labelled rows since the start (no champion yet), threshold 1000"
+    )
     assert cursor is None
 
 
@@ -183,7 +186,13 @@ def test_retrain_sensor_requests_one_ct_run_per_newest_batch(
     assert result.asset_selection == [dg.AssetKey(k) for k in ["golden_dataset", *CT_KEYS]]
     assert result.tags["ct_assets/newest_batch"] == "3"
     assert result.tags["ct_assets/trigger"] == "rows"
-    assert json.loads(cursor or "") == {"requested_batch": 3, "rows_since_training": labelled}
+    assert result.tags["dagster/max_runtime"] == str(int(warehouse.guardrails.max_run_seconds))
+    assert result.tags["ct_assets/reason"].startswith(f"rows: {labelled} labelled rows")
+    assert json.loads(cursor or "") == {
+        "requested_batch": 3,
+        "rows_since_training": labelled,
+        "trigger": "rows",
+    }
 
     again, cursor2 = tick(retrain_sensor, instance, cursor)
     assert isinstance(again, dg.SkipReason)
@@ -223,6 +232,7 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     assert json.loads(cursor or "") == {
         "requested_batch": 4,
         "rows_since_training": labelled_rows_after(settings, 3),
+        "trigger": "rows",
     }
     blocked = run_ct(instance, second)
     assert not blocked.success
@@ -242,7 +252,11 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     assert third.run_key == "ct-batch-5"
     rows_since = labelled_rows_after(settings, 3)
     assert rows_since > labelled_rows_after(settings, 4)
-    assert json.loads(cursor3 or "") == {"requested_batch": 5, "rows_since_training": rows_since}
+    assert json.loads(cursor3 or "") == {
+        "requested_batch": 5,
+        "rows_since_training": rows_since,
+        "trigger": "rows",
+    }
 
 
 HOLD_WRITER = """
@@ -256,33 +270,87 @@ con.close()
 """
 
 
-def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
-    warehouse: Settings, instance: dg.DagsterInstance
-) -> None:
-    land(warehouse, batches=3, rows=500, seed=6)
-    ingest_landed_files(warehouse)
+@contextlib.contextmanager
+def writer_held(settings: Settings) -> Iterator[int]:
+    """Another process holds the warehouse read-write (as a notebook might) until the block ends;
+    yields its pid."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_WRITER, str(warehouse.paths.warehouse)],
+        [sys.executable, "-c", HOLD_WRITER, str(settings.paths.warehouse)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        result, cursor = tick(retrain_sensor, instance)
-        assert isinstance(result, dg.SkipReason)
-        message = result.skip_message or ""
-        assert "locked by another process" in message
-        assert str(holder.pid) in message
-        assert cursor is None
+        yield holder.pid
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=30)
     assert holder.returncode == 0
 
+
+def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=3, rows=500, seed=6)
+    ingest_landed_files(warehouse)
+    # Without a snapshot to answer from, the sensor must open DuckDB, which the holder has locked.
+    triggers.snapshot_path(warehouse).unlink()
+    with writer_held(warehouse) as pid:
+        result, cursor = tick(retrain_sensor, instance)
+        assert isinstance(result, dg.SkipReason)
+        message = result.skip_message or ""
+        assert "locked by another process" in message
+        assert str(pid) in message
+        assert cursor is None
+
     # Released: the next tick requests the run.
     result, cursor = tick(retrain_sensor, instance)
     assert isinstance(result, dg.RunRequest)
     assert result.run_key == "ct-batch-3"
     assert json.loads(cursor or "")["requested_batch"] == 3
+
+
+# ------------------------------------------------------------------------- the trigger-input snapshot
+
+
+def test_every_writer_leaves_a_snapshot_the_sensor_answers_from_even_while_the_warehouse_is_held(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(warehouse, batches=3, rows=500, seed=6)
+    ingest_landed_files(warehouse)
+    with connect_reader(warehouse) as con:
+        truth = triggers.read_trigger_inputs(con)
+    inputs, source = triggers.load_trigger_inputs(warehouse)
+    assert source == "snapshot"
+    assert inputs == truth
+    assert inputs.newest_batch_id == 3 and inputs.rows_since_training == labelled_rows_after(warehouse, 0)
+
+    # A writer that has not written anything yet changes no file: the snapshot still holds, and the
+    # tick needs no DuckDB connection at all (the one it would open is locked).
+    with writer_held(warehouse):
+        result, _ = tick(retrain_sensor, instance)
+        assert isinstance(result, dg.RunRequest)
+        assert result.run_key == "ct-batch-3"
+
+
+def test_a_write_from_another_tool_invalidates_the_snapshot_and_the_next_read_refreshes_it(
+    warehouse: Settings,
+) -> None:
+    land(warehouse, batches=2, rows=500, seed=7)
+    ingest_landed_files(warehouse)
+    assert triggers.load_trigger_inputs(warehouse)[1] == "snapshot"
+    before = triggers.load_trigger_inputs(warehouse)[0]
+
+    # Something outside ct_assets (a notebook, a repair script) writes to the warehouse directly.
+    con = duckdb.connect(str(warehouse.paths.warehouse))
+    con.execute("UPDATE ingest_log SET rows_labelled = rows_labelled + 1000 WHERE batch_id = 2")
+    con.close()
+
+    assert triggers.snapshot_inputs(warehouse) is None  # the stamp no longer matches the files
+    inputs, source = triggers.load_trigger_inputs(warehouse)
+    assert source == "warehouse"
+    assert inputs.rows_since_training == before.rows_since_training + 1000
+    again, source = triggers.load_trigger_inputs(warehouse)
+    assert source == "snapshot" and again == inputs

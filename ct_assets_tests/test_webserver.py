@@ -29,6 +29,7 @@ GROUPS = {
     "challenger_model": "training",
     "validation_report": "validation",
     "champion_model": "registry",
+    "champion_performance": "monitoring",
 }
 UPSTREAM = {
     "raw_deltas": set(),
@@ -37,6 +38,7 @@ UPSTREAM = {
     "challenger_model": {"training_dataset"},
     "validation_report": {"challenger_model", "training_dataset"},
     "champion_model": {"validation_report"},
+    "champion_performance": {"raw_deltas", "champion_model"},
 }
 BLOCKING_CHECKS = {
     "challenger_no_regression_golden",

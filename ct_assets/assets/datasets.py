@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.assets import DATASETS
+from ct_assets.assets.budget import seconds_left
 from ct_assets.assets.ingestion import raw_deltas
 from ct_assets.assets.metadata import table
 from ct_assets.errors import DataError
@@ -74,6 +75,8 @@ TRAINING_CHECKS = {
     "training_dataset_fresh": "The newest row in the training window is younger than [freshness] max_data_lag_hours.",
     "training_dataset_excludes_golden": "No golden row is in the training data set, by key or by content (a golden "
     "row landed again under a new id). Blocking: training stops if one is.",
+    "training_dataset_exploration_share": "Rows collected under the randomised policy are at least [dataset] "
+    "exploration_target of the training rows (a warning: too few of them feeds the model its own decisions).",
 }
 
 
@@ -98,6 +101,7 @@ def training_dataset(
     s = settings.load()
     if not golden_dataset:
         raise DataError("the golden set has not been built yet: materialize golden_dataset first")
+    seconds_left(context, s)
     now = utc_now()
     with connect_writer(s) as con:
         known = fetch_value(
@@ -108,6 +112,7 @@ def training_dataset(
         ds = datasets.define_training_dataset(con, s, golden_dataset["golden_hash"])
         datasets.record_dataset(con, ds, run_id=context.run_id, now=now)
         overlap = datasets.golden_overlap(con, s, ds)
+        explored = datasets.exploration_share(con, s, ds)
     yield dg.Output(
         ds.to_json(),
         data_version=dg.DataVersion(ds.dataset_hash),
@@ -124,6 +129,9 @@ def training_dataset(
             "golden_hash": ds.golden_hash,
             "train_hash": ds.train_hash,
             "holdout_hash": ds.holdout_hash,
+            "exploration_share": "no exploration column configured"
+            if explored is None
+            else round(explored, 4),
         },
     )
     age_h = (now - ds.newest_event_time).total_seconds() / 3600
@@ -156,4 +164,16 @@ def training_dataset(
             "overlap_by_content": overlap.by_content,
             "training_rows": ds.n_train + ds.n_holdout,
         },
+    )
+    target = s.dataset.exploration_target
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_exploration_share",
+        passed=explored is None or explored >= target,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "no exploration column configured ([columns] exploration)"
+            if explored is None
+            else f"exploration rows are {explored:.2%} of the training rows; target {target:.2%}"
+        ),
+        metadata={"exploration_share": -1.0 if explored is None else explored, "target": target},
     )

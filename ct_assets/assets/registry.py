@@ -1,6 +1,7 @@
 """Registry: the champion, changed only by a gated promotion, a person's approval, or a rollback."""
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -9,8 +10,8 @@ from ct_assets.assets import REGISTRY
 from ct_assets.assets.metadata import table
 from ct_assets.assets.validation import BLOCKING_CHECKS
 from ct_assets.errors import RegistryError
+from ct_assets.lib import failpoints, registry
 from ct_assets.lib import model as lgbm
-from ct_assets.lib import registry
 from ct_assets.lib.datasets import active_golden, read_golden
 from ct_assets.lib.ingest import utc_now
 from ct_assets.lib.metrics import all_metrics
@@ -60,7 +61,15 @@ def _golden_metrics(s, con, loaded: lgbm.LoadedModel) -> dict[str, Any]:
     return {"golden_hash": golden.golden_hash, **{f"golden_{k}": round(v, 6) for k, v in m.items()}}
 
 
-@dg.asset(group_name=REGISTRY, kinds={"duckdb"}, code_version="1")
+@dg.asset(
+    group_name=REGISTRY,
+    kinds={"duckdb"},
+    code_version="1",
+    # Shown in the UI: a champion older than the default [retrain] max_champion_age_hours is stale.
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=168), warn_window=timedelta(hours=48)
+    ),
+)
 def champion_model(
     context: dg.AssetExecutionContext,
     config: RegistryConfig,
@@ -88,6 +97,8 @@ def champion_model(
             entry = _rollback(s, con, config, before, now, who, context.run_id)
         champion = registry.champion(con)
         history = [e.to_json() for e in registry.ledger(con, limit=10)]
+        failpoints.hit("promote.before_commit")
+    failpoints.hit("promote.after_commit")
     if champion is None:
         raise RegistryError("no champion after this step")
     folder = lgbm.model_dir(s.paths.models, champion)

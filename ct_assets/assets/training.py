@@ -3,12 +3,13 @@
 import dagster as dg
 
 from ct_assets.assets import TRAINING
+from ct_assets.assets.budget import seconds_left
 from ct_assets.assets.metadata import table
+from ct_assets.lib import failpoints, monitoring, registry
 from ct_assets.lib import model as lgbm
-from ct_assets.lib import registry
 from ct_assets.lib.datasets import DatasetInfo, read_split
 from ct_assets.lib.ingest import utc_now
-from ct_assets.lib.warehouse import connect_writer
+from ct_assets.lib.warehouse import connect_writer, file_lock
 from ct_assets.resources import SettingsResource
 
 
@@ -21,11 +22,27 @@ def challenger_model(
     card.json (params, seed, data hash, code version, features, row counts, training time)."""
     s = settings.load()
     ds = DatasetInfo.from_json(training_dataset)
-    with connect_writer(s) as con:
-        train_rows = read_split(con, s, ds, "train")
-    trained = lgbm.train(train_rows, s)
-    positives = int(lgbm.labels(train_rows, s).sum())
-    del train_rows
+    # At most one training in flight on this warehouse: a second one waits here (queues) for the first.
+    lock = s.paths.warehouse.with_name(s.paths.warehouse.name + ".train.lock")
+    with file_lock(lock, s.guardrails.max_run_seconds, "the training lock"):
+        run_left = seconds_left(context, s)
+        budget = min(s.guardrails.max_training_seconds, run_left)
+        source = (
+            f"[guardrails] max_training_seconds = {s.guardrails.max_training_seconds:g}"
+            if budget == s.guardrails.max_training_seconds
+            else f"what was left of [guardrails] max_run_seconds = {s.guardrails.max_run_seconds:g}"
+        )
+        with connect_writer(s) as con:
+            train_rows = read_split(con, s, ds, "train")
+        flag = s.columns.exploration
+        weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
+        try:
+            trained = lgbm.train(train_rows, s, budget_seconds=budget, budget_source=source, weights=weights)
+        except lgbm.TrainingBudgetExceeded as e:
+            raise dg.Failure(str(e)) from None
+        positives = int(lgbm.labels(train_rows, s).sum())
+        profile = monitoring.feature_profile(train_rows, s)
+        del train_rows
     now = utc_now()
     with connect_writer(s) as con:
         version = lgbm.next_version(s.paths.models, registry.model_versions(con))
@@ -39,6 +56,8 @@ def challenger_model(
                 "holdout_hash": ds.holdout_hash,
                 "golden_hash": ds.golden_hash,
                 "label": {"column": s.columns.label, "classes": list(s.columns.label_classes)},
+                "profile": profile,
+                "exploration_weight": s.dataset.exploration_weight if flag else None,
                 "rows": {"train": ds.n_train, "holdout": ds.n_holdout, "train_positives": positives},
                 "watermark": {
                     "max_batch_id": ds.max_batch_id,
@@ -47,6 +66,7 @@ def challenger_model(
                 "run_id": context.run_id,
             },
         )
+        failpoints.hit("model.after_save")
         registry.record_model(
             con,
             registry.ModelRecord(

@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.assets import VALIDATION
+from ct_assets.assets.budget import seconds_left
 from ct_assets.assets.metadata import table
-from ct_assets.lib import alerts, evaluation, gate, registry, report
+from ct_assets.lib import alerts, evaluation, failpoints, gate, registry, report
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo
 from ct_assets.lib.ingest import utc_now
@@ -70,6 +71,7 @@ def validation_report(
             f"challenger {version} was trained on {challenger_model.get('dataset_hash')}, "
             f"not on the training data set {ds.dataset_hash} handed to this report"
         )
+    seconds_left(context, s)
     challenger = lgbm.load_version(s.paths.models, version)
     with connect_writer(s) as con:
         champion_version = registry.champion(con)
@@ -94,6 +96,7 @@ def validation_report(
     files = evaluation.write_report(s, result, sets, meta)
 
     primary = {name: result.metrics[name]["challenger"][s.primary_metric] for name in evaluation.EVAL_SETS}
+    failpoints.hit("validate.before_ledger")
     with connect_writer(s) as con, transaction(con):
         registry.record_validation(
             con,

@@ -4,7 +4,7 @@ import hashlib
 import time
 from typing import Any
 
-from ct_assets.cli.runs import failure_message, require_success, run_job
+from ct_assets.cli.runs import failure_message, recover, require_success, run_job
 from ct_assets.config import Settings
 from ct_assets.errors import DataError
 from ct_assets.jobs import TRIGGER_TAG
@@ -39,6 +39,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "duplicate_files": 0,
         "runs": {},
     }
+    recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
     pending = landing.ready_files(settings.paths.landing)
     if pending:
         res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
@@ -67,7 +68,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
             "ct_job",
             asset_selection=selection,
             tags={
-                TRIGGER_TAG: "forced" if force and not decision.should_run else "rows",
+                TRIGGER_TAG: decision.trigger if decision.should_run and decision.trigger else "forced",
                 "ct_assets/reason": decision.reason[:200],
             },
         )

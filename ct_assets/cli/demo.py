@@ -41,10 +41,15 @@ def _land_bad_copy(good: Path) -> Path:
     return final
 
 
+def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
+    """`dagster dev` serving the web UI on host:port (the CLI's default host is 127.0.0.1)."""
+    return [sys.executable, "-m", "dagster", "dev", "-h", host, "-p", str(port), "-w", str(workspace)]
+
+
 def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows: int, batches: int) -> int:
     init_warehouse(settings)
     home = ensure_dagster_home()
-    cmd = [sys.executable, "-m", "dagster", "dev", "-h", host, "-p", str(port), "-w", str(_workspace(home))]
+    cmd = dagster_dev_command(host, port, _workspace(home))
     print(f"starting the Dagster web UI and daemon: http://{host}:{port}  (DAGSTER_HOME={home})", flush=True)
     print(
         f"feeding {rows} rows every {interval:g} s into {settings.paths.landing}; Ctrl-C stops both",

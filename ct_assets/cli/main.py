@@ -1,4 +1,4 @@
-"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, demo."""
+"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, export, demo."""
 
 import argparse
 import json
@@ -55,6 +55,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         unlabelled=args.unlabelled,
         drift_slice=args.drift_slice,
         file_format=args.format,
+        exploration=args.exploration,
     )
     for path in simulate(_settings(), opts):
         print(path)
@@ -105,6 +106,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{out['rows_since_training']} labelled since the champion's training (retrain at {out['retrain_threshold']})"
     )
     print(f"next: {'retrain due' if out['retrain_due'] else 'no retrain yet'} ({out['retrain_reason']})")
+    for name, text in out["triggers"].items():
+        print(f"  {name}: {text}")
     print(
         f"data lag: {out['data_lag_hours']} h; newest file: {out['newest_file_age_hours']} h old; "
         f"pending files: {out['pending_files']}"
@@ -156,12 +159,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ct_assets.lib.reproduce import reproduce
+
+    out = reproduce(_settings(), args.version)
+    print(
+        f"{out.version}: {'reproducible' if out.identical else 'NOT reproducible'}: {out.reason} "
+        f"({out.seconds:.1f} s)"
+    )
+    return 0 if out.identical else 1
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from ct_assets.cli.review import rebuild_golden
 
     out = rebuild_golden(_settings(), args.reason)
     print(f"golden set {out['old'] or 'none'} -> {out['new']} ({out['rows']} rows; run {out['run_id']})")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ct_assets.cli.export import run_export
+
+    return run_export(
+        _settings(), Path(args.to) if args.to else None, force=args.force, every=args.every, as_json=args.json
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -201,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
     sim.add_argument("--drift-slice", default=None, help="COLUMN=VALUE: concept drift confined to that slice")
     sim.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    sim.add_argument(
+        "--exploration",
+        type=float,
+        default=0.0,
+        help="share of rows flagged as exploration (needs [columns] exploration in the config)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     cyc = sub.add_parser("cycle", help="ingest what has landed, then retrain if the condition holds")
@@ -241,11 +271,34 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("version", nargs="?", default=None, help="model version (default: the latest validated)")
     rep.set_defaults(func=cmd_report)
 
+    repro = sub.add_parser(
+        "reproduce", help="retrain a registered model from the warehouse and compare the bytes"
+    )
+    repro.add_argument("version")
+    repro.set_defaults(func=cmd_reproduce)
+
     gold = sub.add_parser("golden", help="the golden set")
     gsub = gold.add_subparsers(dest="golden_action", required=True, metavar="ACTION")
     gr = gsub.add_parser("rebuild", help="rebuild the frozen golden set from the data now in the warehouse")
     gr.add_argument("--reason", required=True)
     gold.set_defaults(func=cmd_golden)
+
+    exp = sub.add_parser(
+        "export", help="Parquet copies of the warehouse tables for notebooks and BI tools (data/export)"
+    )
+    exp.add_argument(
+        "--to", default=None, metavar="DIR", help="folder to write (default: export/ beside the warehouse)"
+    )
+    exp.add_argument("--force", action="store_true", help="rewrite even if the warehouse has not changed")
+    exp.add_argument(
+        "--every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep exporting every SECONDS until Ctrl-C",
+    )
+    exp.add_argument("--json", action="store_true", help="print the manifest as one JSON line")
+    exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="the web UI with sensors running and a feeder landing deltas")
     demo.add_argument("--host", default="127.0.0.1", help="address the web UI binds to (default 127.0.0.1)")

@@ -82,6 +82,8 @@ def reject(settings: Settings, version: str, reason: str) -> registry.LedgerEntr
 
 def report_of(settings: Settings, version: str | None) -> str:
     """The HTML report of a version (default: the newest validation)."""
+    if version is not None:
+        model_dir(settings.paths.models, version)  # a version name, never a path
     with connect_reader(settings, wait_seconds=30) as con:
         if version is None:
             row = fetch_one(

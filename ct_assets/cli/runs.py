@@ -6,6 +6,7 @@ web UI shows them like any other run.
 
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from importlib import resources
@@ -55,6 +56,46 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+PID_TAG, HOST_TAG = "ct_assets/pid", "ct_assets/host"
+STALE_STATUSES = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs that this machine's CLI started in-process and whose process is gone (killed
+    mid-run): nothing then waits on them, and the UI tells the truth. Returns their run ids."""
+    host = socket.gethostname()
+    dead = []
+    for run in inst.get_runs(
+        filters=dg.RunsFilter(statuses=list(STALE_STATUSES), tags={HOST_TAG: host}), limit=100
+    ):
+        pid = run.tags.get(PID_TAG)
+        if pid and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            inst.report_run_failed(
+                run, f"process {pid} that ran it is gone (killed); marked failed by ct-assets"
+            )
+            dead.append(run.run_id)
+    return dead
+
+
+def recover(inst: dg.DagsterInstance | None = None) -> list[str]:
+    """recover_dead_runs, saying on stderr which runs it marked failed. Every command that may start a
+    run, or decide that none is due, calls it first: a run left STARTED must not block anything."""
+    dead = recover_dead_runs(inst or instance())
+    for run_id in dead:
+        print(f"ct-assets: run {run_id} was left running by a killed process; marked failed", file=sys.stderr)
+    return dead
+
+
 def run_job(
     name: str,
     *,
@@ -67,6 +108,8 @@ def run_job(
 
     job = defs.resolve_job_def(name)
     inst = instance()
+    recover(inst)
+    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     # Quiet by default: the CLI prints its own summary, and every event is in the run's log in the UI.
     level = os.environ.get(LOG_LEVEL_ENV, "CRITICAL").upper()
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}

@@ -430,3 +430,22 @@ def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: Datas
             ).fetchall()
         ]
     return GoldenOverlap(int(row[0]), int(row[1]), examples)
+
+
+def exploration_share(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> float | None:
+    """Share of the training split's rows flagged as exploration (None when no flag column is configured)."""
+    flag = settings.columns.exploration
+    if not flag:
+        return None
+    et = quote(settings.columns.event_time)
+    value = fetch_value(
+        con,
+        f"SELECT avg(CAST({quote(flag)} AS DOUBLE)) FROM ({_selection_sql(settings)}) WHERE {et} < $boundary",
+        {
+            "max_batch": ds.max_batch_id,
+            "window_start": ds.window_start,
+            "golden": ds.golden_hash,
+            "boundary": ds.holdout_start_time,
+        },
+    )
+    return float(value or 0.0)

@@ -1,27 +1,38 @@
 """Ingest landed files into `raw_deltas`: read, validate, append whole or quarantine whole, and log.
 
-Policy, file by file:
+Policy, file by file (docs/ingest_policy.md has the full table):
 - a file whose bytes were already ingested (under any name) is logged as `duplicate` and archived;
-- a file that cannot be read, has no rows, or fails the Great Expectations suite is quarantined
-  whole, with a one-line reason naming the file, the column and the rule;
+- a file that cannot be read whole, has no rows, or fails the Great Expectations suite is quarantined
+  whole, with a one-line reason naming the file, the column (when there is one) and the rule; so is
+  a symlink with a ready name (links are never followed);
 - otherwise its rows are appended in one transaction, as one batch; rows whose id is already in the
   warehouse (from an earlier file) are dropped and counted, not appended twice;
 - every file gets one ingest_log row, and is then moved out of the landing folder (archive or
   quarantine), so nothing is lost and nothing is read twice.
+
+Files are read `[ingest] chunk_rows` rows at a time, so memory stays bounded by a chunk whatever the
+file's size. A file of one chunk is read once; a longer one is read twice: first to validate every
+chunk (outside the writer lock), then, only if all passed, to append every chunk inside one
+transaction, which also checks that row ids are unique across chunks before it commits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from ct_assets.config import Settings
-from ct_assets.lib import landing
+from ct_assets.lib import failpoints, landing
 from ct_assets.lib.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
-from ct_assets.lib.quality import Outcome, first_failure, validate_delta
+from ct_assets.lib.quality import Outcome, first_failure, merge_outcomes, validate_delta
 from ct_assets.lib.warehouse import (
     connect_writer,
     fetch_one,
@@ -32,14 +43,37 @@ from ct_assets.lib.warehouse import (
     transaction,
 )
 
+PARQUET_BATCH_ROWS = 65_536  # rows per Parquet read batch (batches are gathered into chunks)
+CSV_BLOCK_BYTES = 4 << 20  # bytes per CSV read block
+
 
 class UnreadableDelta(Exception):
-    """The file cannot be turned into a frame (empty, truncated, not UTF-8, ...)."""
+    """The file cannot be read whole (empty, truncated, corrupted, not UTF-8, ...)."""
+
+
+class StoreError(Exception):
+    """A value the warehouse's column type cannot hold (a row id of 1.5, say)."""
+
+    def __init__(self, column: str, sql_type: str, what: str):
+        super().__init__(f"column '{column}' cannot be stored as {sql_type}: {what}")
+        self.column, self.sql_type, self.what = column, sql_type, what
+
+    def outcome(self) -> Outcome:
+        """The failure as a row of the schema check's table, beside the suite's expectations."""
+        return Outcome(
+            check="raw_deltas_schema_valid",
+            expectation=f"values fit the warehouse type {self.sql_type}",
+            column=self.column,
+            success=False,
+            observed=self.what,
+            unexpected_count=None,
+            element_count=None,
+        )
 
 
 @dataclass
 class FileResult:
-    name: str
+    name: str  # the file name as one printable line (see landing.display_name)
     status: str  # ingested | quarantined | duplicate
     reason: str = ""
     rows: int = 0
@@ -52,6 +86,7 @@ class FileResult:
     min_event_time: datetime | None = None
     max_event_time: datetime | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    chunks: int = 0  # chunks read and validated
 
 
 @dataclass
@@ -71,31 +106,168 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def read_delta(path: Path) -> pl.DataFrame:
-    """Read one landed file; raise UnreadableDelta with a short reason when it cannot be read."""
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return landing.display_name(text[:limit])
+
+
+def read_chunks(
+    path: Path, settings: Settings, chunk_rows: int | None = None
+) -> Generator[pl.DataFrame, None, None]:
+    """The file's rows, normalized, at most `chunk_rows` (default `[ingest] chunk_rows`) at a time.
+
+    Raises UnreadableDelta, possibly after some chunks were yielded, when the file cannot be read
+    whole: a caller must read to the end before it trusts any chunk."""
+    rows = chunk_rows or settings.ingest_chunk_rows
+    is_csv = not path.name.lower().endswith(".parquet")
+    kind = "CSV (UTF-8)" if is_csv else "Parquet"
     try:
         size = path.stat().st_size
     except OSError as e:
         raise UnreadableDelta(f"cannot be opened: {e.strerror}") from None
     if size == 0:
         raise UnreadableDelta("is empty (0 bytes)")
+    tables = _rechunk(_csv_batches(path) if is_csv else _parquet_batches(path), rows)
+    offset = 0  # data rows before this chunk
+    while True:
+        try:
+            table = next(tables, None)
+            if table is None:
+                return
+            frame = pl.from_arrow(table)
+        except UnreadableDelta:
+            raise
+        except Exception as e:  # pyarrow raises several types for broken files; all mean "unreadable"
+            raise UnreadableDelta(f"is not a readable {kind} file: {_first_line(e)}") from None
+        assert isinstance(frame, pl.DataFrame)
+        if is_csv:
+            _no_line_breaks(frame, offset)
+            frame = parse_csv_text(frame, settings)
+        offset += frame.height
+        yield normalize(frame, settings)
+
+
+def _no_line_breaks(frame: pl.DataFrame, offset: int) -> None:
+    """A CSV value may not hold a line break: a quote left open swallows the following lines into one
+    value, and the file would be half-read (its rows after that lost without a trace)."""
+    for name in frame.columns:
+        col = frame.get_column(name)
+        if col.dtype != pl.String:
+            continue
+        hit = (col.str.contains("\n", literal=True) | col.str.contains("\r", literal=True)).fill_null(False)
+        if hit.any():
+            row = offset + int(hit.arg_true()[0]) + 1
+            raise UnreadableDelta(
+                f"column '{landing.display_name(name)}' has a line break inside a value in data row {row} "
+                "(an unclosed quote?); a value may not span lines"
+            )
+
+
+def _unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise UnreadableDelta(
+                f"has two columns named '{landing.display_name(name)}' (a column name may appear once)"
+            )
+        seen.add(name)
+
+
+def _csv_batches(path: Path) -> Iterator[Any]:
+    """Arrow record batches of a CSV file, every column as text; a row with too few or too many
+    fields, an unclosed quote, bytes that are not UTF-8, or a missing final line break (a file cut
+    off mid-row) make the file unreadable rather than half-read."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) not in (b"\n", b"\r"):
+            raise UnreadableDelta(
+                "does not end with a line break, so its last row may be cut off (a truncated file?)"
+            )
+    read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    probe = pacsv.open_csv(path, read_options=read, parse_options=parse)
+    names = list(probe.schema.names)
+    probe.close()
+    _unique_names(names)
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in names},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        check_utf8=True,
+    )
+    reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     try:
-        if path.name.lower().endswith(".parquet"):
-            frame = pl.read_parquet(path)
-        else:
-            frame = pl.read_csv(path, infer_schema_length=10_000, encoding="utf8")
-    except Exception as e:  # polars raises several types for broken files; all mean "unreadable"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        kind = "Parquet" if path.name.lower().endswith(".parquet") else "CSV (UTF-8)"
-        raise UnreadableDelta(f"is not a readable {kind} file: {first[:160]}") from None
-    if frame.height == 0:
-        raise UnreadableDelta("has no data rows")
-    return frame
+        yield from reader
+    finally:
+        reader.close()
+
+
+def _parquet_batches(path: Path) -> Iterator[Any]:
+    """Arrow record batches of a Parquet file, one batch at a time (page checksums, when the writer
+    stored them, are verified: damage inside a data page is otherwise invisible to any reader)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path, page_checksum_verification=True, pre_buffer=False, buffer_size=1 << 20)
+    try:
+        _unique_names(list(pf.schema_arrow.names))
+        yield from pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=False)
+    finally:
+        pf.close()
+
+
+def _rechunk(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """Arrow tables of exactly `rows` rows (the last one shorter) from record batches of any size."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    have = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - have, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            have += take
+            batch = batch.slice(take)
+            if have == rows:
+                yield pa.Table.from_batches(pending)
+                pending, have = [], 0
+    if have:
+        yield pa.Table.from_batches(pending)
+
+
+def parse_csv_text(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """A CSV's configured numeric columns, read as text, parsed to numbers by the configuration (not
+    guessed from the first rows, so every chunk of a file gets the same types). A column with a value
+    that is not a number stays text, and the suite's type expectation rejects it."""
+    cols = settings.columns
+    wanted: dict[str, tuple[pl.DataType, ...]] = {
+        f.name: (pl.Float64(),) for f in settings.features if f.kind == "numeric"
+    }
+    if cols.row_id and cols.row_id_type == "integer":
+        wanted[cols.row_id] = (pl.Int64(), pl.Float64())
+    if not cols.label_is_text:
+        wanted[cols.label] = (pl.Int64(), pl.Float64())
+    if cols.exploration:
+        wanted[cols.exploration] = (pl.Int64(), pl.Float64())
+    parsed = []
+    for name, types in wanted.items():
+        if name not in frame.columns or frame.schema[name] != pl.String:
+            continue
+        text = frame.get_column(name)
+        for dtype in types:
+            values = text.cast(dtype, strict=False)
+            if values.null_count() == text.null_count():
+                parsed.append(values)
+                break
+    return frame.with_columns(parsed) if parsed else frame
 
 
 def normalize(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Bring parseable representations to the warehouse's types (times to naive UTC microseconds,
-    categoricals to text); anything else is left for the expectations to judge."""
+    categoricals to text, NaN to null); anything else is left for the expectations to judge."""
     et = settings.columns.event_time
     exprs = []
     for name, dtype in frame.schema.items():
@@ -117,6 +289,8 @@ def normalize(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
             exprs.append(col.cast(pl.String).alias(name))
         elif isinstance(dtype, pl.Decimal):
             exprs.append(col.cast(pl.Float64).alias(name))
+        elif dtype in (pl.Float32, pl.Float64):
+            exprs.append(col.fill_nan(None))  # NaN is missing: null for the suite and the warehouse
         elif dtype == pl.Boolean and name == settings.columns.label and not settings.columns.label_is_text:
             exprs.append(col.cast(pl.Int64).alias(name))
         else:
@@ -124,17 +298,35 @@ def normalize(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     return frame.select(exprs)
 
 
+_STORED_TYPES: dict[str, pl.DataType] = {
+    "TIMESTAMP": pl.Datetime("us"),
+    "BIGINT": pl.Int64(),
+    "DOUBLE": pl.Float64(),
+    "VARCHAR": pl.String(),
+    "BOOLEAN": pl.Boolean(),
+}
+
+
 def to_stored(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """The frame as the warehouse stores it: configured columns, in order, with their types."""
-    types: dict[str, pl.DataType] = {
-        "TIMESTAMP": pl.Datetime("us"),
-        "BIGINT": pl.Int64(),
-        "DOUBLE": pl.Float64(),
-        "VARCHAR": pl.String(),
-    }
-    return frame.select(
-        pl.col(name).cast(types[t], strict=True) for name, t in raw_delta_columns(settings)
-    ).with_columns(pl.selectors.float().fill_nan(None))
+    """The frame as the warehouse stores it: configured columns, in order, with their types.
+
+    Raises StoreError naming the column when a value cannot be stored without changing it."""
+    out = []
+    for name, sql_type in raw_delta_columns(settings):
+        col = frame.get_column(name)
+        if sql_type == "BIGINT" and col.dtype.is_float():
+            fractional = col.filter(col.is_finite() & (col != col.floor()))
+            if len(fractional):
+                raise StoreError(
+                    name,
+                    sql_type,
+                    f"{len(fractional)} of {len(col)} values are not whole numbers (e.g. {fractional[0]!r})",
+                )
+        try:
+            out.append(col.cast(_STORED_TYPES[sql_type], strict=True))
+        except pl.exceptions.PolarsError as e:
+            raise StoreError(name, sql_type, _first_line(e)) from None
+    return pl.DataFrame(out).with_columns(pl.selectors.float().fill_nan(None))
 
 
 def ingest_landed_files(
@@ -151,49 +343,96 @@ def ingest_landed_files(
     # lists the landing folder afresh, so no file is read by two runs.
     lock = settings.paths.warehouse.with_name(settings.paths.warehouse.name + ".ingest.lock")
     with file_lock(lock, settings.lock_timeout_seconds, "the ingest lock"):
-        pending = files if files is not None else landing.ready_files(settings.paths.landing)
+        pending = files if files is not None else landing.ready_entries(settings.paths.landing)
+        ingested = _ingested_hashes(settings) if pending else set()
         for lf in pending:
-            if lf.path.exists():
-                report.files.append(_ingest_one(settings, lf, run_id, now))
+            if os.path.lexists(lf.path):
+                result = _ingest_one(settings, lf, run_id, now, ingested)
+                report.files.append(result)
+                if result.status == "ingested":
+                    ingested.add(result.file_hash)
     return report
 
 
-def _ingest_one(settings: Settings, lf: landing.LandedFile, run_id: str, now: datetime) -> FileResult:
-    file_hash = file_sha256(lf.path)
-    result = FileResult(name=lf.name, status="ingested", file_hash=file_hash)
-    stored: pl.DataFrame | None = None
-    try:
-        frame = normalize(read_delta(lf.path), settings)
-        result.outcomes = validate_delta(frame, settings, now)
-        failure = first_failure(result.outcomes)
-        if failure is not None:
-            result.status, result.reason = "quarantined", f"{lf.name}: {failure.describe()}"
-        else:
-            try:
-                stored = to_stored(frame, settings)
-            except pl.exceptions.PolarsError as e:
-                first = (str(e).strip().splitlines() or ["cast failed"])[0]
-                result.status, result.reason = "quarantined", f"{lf.name}: cannot be stored: {first[:160]}"
-    except UnreadableDelta as e:
-        result.status, result.reason = "quarantined", f"{lf.name}: {e}"
+def _ingested_hashes(settings: Settings) -> set[str]:
+    """Content hashes of every file ingested so far: a file with one of them is a duplicate, and is
+    not read or validated (the transaction that logs it checks again)."""
+    with connect_writer(settings) as con:
+        rows = con.execute("SELECT DISTINCT file_hash FROM ingest_log WHERE status = 'ingested'").fetchall()
+    return {r[0] for r in rows}
 
-    tag = file_hash[:12]
+
+def _symlink_hash(path: Path) -> str:
+    """A symlink is identified by where it points; it is never opened."""
+    return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
+
+
+def _quarantine(result: FileResult, what: str) -> None:
+    result.status, result.reason = "quarantined", f"{result.name}: {what}"
+
+
+def _ingest_one(
+    settings: Settings, lf: landing.LandedFile, run_id: str, now: datetime, ingested: set[str]
+) -> FileResult:
+    result = FileResult(name=landing.display_name(lf.name), status="ingested")
+    stored: pl.DataFrame | None = None
+    before: os.stat_result | None = None
+    unread = False  # a known duplicate, not validated
+    if lf.path.is_symlink():
+        result.file_hash = _symlink_hash(lf.path)
+        _quarantine(result, "is a symlink; links are never followed (land the file itself)")
+    else:
+        try:
+            before = lf.path.stat()
+            result.file_hash = file_sha256(lf.path)
+        except OSError as e:
+            _quarantine(result, f"cannot be opened: {e.strerror}")
+        else:
+            unread = result.file_hash in ingested
+            if not unread:
+                stored = _validate(settings, lf.path, result, now)
+
+    tag = result.file_hash[:12] or "unread"
     with connect_writer(settings) as con, transaction(con):
         known = fetch_one(
             con,
             "SELECT batch_id FROM ingest_log WHERE file_hash = ? AND status = 'ingested' LIMIT 1",
-            [file_hash],
+            [result.file_hash],
         )
         if known is not None:
             result.status = "duplicate"
-            result.reason = f"{lf.name}: same content as batch {known[0]}, already ingested"
+            result.reason = f"{result.name}: same content as batch {known[0]}, already ingested"
             result.batch_id = int(known[0])
-        elif stored is not None and result.status == "ingested":
-            _append(con, settings, stored, result)
+        elif unread:
+            raise RuntimeError(
+                f"{result.name}: its content was ingested, yet the ingest log no longer says so"
+            )
+        elif result.status == "ingested":
+            batch_id = next_id(con, "ingest_log", "batch_id")
+            chunks: Iterable[pl.DataFrame] = (
+                [stored]
+                if stored is not None
+                else (to_stored(f, settings) for f in read_chunks(lf.path, settings))
+            )
+            try:
+                _append(con, settings, batch_id, chunks, result)
+                if before is not None and result.chunks > 1 and not _same_file(before, lf.path.stat()):
+                    raise UnreadableDelta(
+                        "changed while it was being ingested (a ready file must not change)"
+                    )
+            except (UnreadableDelta, StoreError) as e:  # only on the second read of a long file
+                con.execute("DELETE FROM raw_deltas WHERE _batch_id = ?", [batch_id])
+                _quarantine(result, f"{e} (on the second read)")
+            if result.status != "ingested":
+                result.rows = result.rows_labelled = result.rows_duplicate = 0
+                result.batch_id, result.data_hash = None, ""
+                result.min_event_time = result.max_event_time = None
         folder = settings.paths.quarantine if result.status == "quarantined" else settings.paths.archive
         target = landing.destination(folder, lf.name, tag)
-        result.stored_as = str(target)
+        result.stored_as = landing.display_name(str(target))
         _log(con, result, lf, run_id, now)
+        failpoints.hit("ingest.before_commit")
+    failpoints.hit("ingest.after_commit")
     # After the commit: a crash before the move leaves the file in landing, and the next run finds
     # its hash already ingested (logged as a duplicate) or validates it again; nothing is lost.
     if result.status == "quarantined":
@@ -202,40 +441,127 @@ def _ingest_one(settings: Settings, lf: landing.LandedFile, run_id: str, now: da
     return result
 
 
-def _append(con, settings: Settings, stored: pl.DataFrame, result: FileResult) -> None:
-    """Append the delta as one new batch; drop (and count) rows whose id the warehouse already has."""
-    batch_id = next_id(con, "ingest_log", "batch_id")
-    cols = [n for n, _ in raw_delta_columns(settings)]
-    col_sql = ", ".join(f"d.{quote(c)}" for c in cols)
-    con.register("delta_frame", stored.to_arrow())
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino) == (b.st_size, b.st_mtime_ns, b.st_ino)
+
+
+def _validate(settings: Settings, path: Path, result: FileResult, now: datetime) -> pl.DataFrame | None:
+    """Read and validate the file chunk by chunk; stop at the first failing chunk. Returns the stored
+    frame when the file is one chunk that passed (so it is not read again), else None; a failure is
+    recorded in `result` (status, reason, outcomes)."""
+    stored: pl.DataFrame | None = None
+    extra: list[str] = []
+    wanted = set(settings.stored_columns)
     try:
-        where = ""
-        rid = settings.columns.row_id
-        if rid:
-            where = f"WHERE NOT EXISTS (SELECT 1 FROM raw_deltas r WHERE r.{quote(rid)} = d.{quote(rid)})"
+        with contextlib.closing(read_chunks(path, settings)) as chunks:
+            for frame in chunks:
+                if result.chunks == 0:
+                    extra = [c for c in frame.columns if c not in wanted]
+                result.chunks += 1
+                outcomes = validate_delta(frame, settings, now)
+                result.outcomes = merge_outcomes(result.outcomes, outcomes)
+                if first_failure(outcomes) is not None:
+                    failure = first_failure(result.outcomes)
+                    assert failure is not None
+                    _quarantine(result, failure.describe())
+                    return None
+                checked = to_stored(frame, settings)  # every chunk must be storable before any is appended
+                stored = checked if result.chunks == 1 else None
+    except UnreadableDelta as e:
+        _quarantine(result, str(e))
+        return None
+    except StoreError as e:
+        result.outcomes.append(e.outcome())
+        _quarantine(result, str(e))
+        return None
+    if result.chunks == 0:
+        _quarantine(result, "has no data rows")
+        return None
+    if extra:
+        names = ", ".join(f"'{landing.display_name(c)}'" for c in extra)
+        result.reason = (
+            f"{result.name}: column{'s' if len(extra) > 1 else ''} {names} not in the configuration, "
+            "not stored (extra columns are ignored)"
+        )
+    return stored
+
+
+def _append(
+    con, settings: Settings, batch_id: int, chunks: Iterable[pl.DataFrame], result: FileResult
+) -> None:
+    """Append the delta's chunks as one new batch (inside the caller's transaction); then, when the
+    file had several chunks, refuse it if a row id repeats across them, and drop (and count) rows
+    whose id an earlier batch already holds."""
+    cols = [n for n, _ in raw_delta_columns(settings)]
+    col_list = ", ".join(quote(c) for c in cols)
+    col_sql = ", ".join(f"d.{quote(c)}" for c in cols)
+    total = 0
+    for stored in chunks:
+        con.register("delta_frame", stored.to_arrow())
+        try:
+            con.execute(
+                f"INSERT INTO raw_deltas ({col_list}, _batch_id, _row_hash) "
+                f"SELECT {col_sql}, CAST(? AS BIGINT), {row_hash_sql(cols, 'd')} FROM delta_frame d",
+                [batch_id],
+            )
+        finally:
+            con.unregister("delta_frame")
+        total += stored.height
+    rid = settings.columns.row_id
+    if rid:
+        q = quote(rid)
+        if result.chunks > 1 and _repeated_ids(con, settings, batch_id, total, result):
+            con.execute("DELETE FROM raw_deltas WHERE _batch_id = ?", [batch_id])
+            return
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE new_rows AS SELECT {col_sql}, "
-            f"CAST(? AS BIGINT) AS _batch_id, {row_hash_sql(cols, 'd')} AS _row_hash "
-            f"FROM delta_frame d {where}",
-            [batch_id],
+            f"DELETE FROM raw_deltas WHERE _batch_id = ? AND {q} IN (SELECT r.{q} FROM raw_deltas r "
+            f"WHERE r._batch_id <> ? AND r.{q} IN (SELECT {q} FROM raw_deltas WHERE _batch_id = ?))",
+            [batch_id, batch_id, batch_id],
         )
-        con.execute("INSERT INTO raw_deltas SELECT * FROM new_rows")
-        row = fetch_one(
-            con,
-            f"SELECT {AGGREGATE_SQL}, count({quote(settings.columns.label)}), "
-            f"min({quote(settings.columns.event_time)}), max({quote(settings.columns.event_time)}) FROM new_rows",
-        )
-        assert row is not None
-        con.execute("DROP TABLE new_rows")
-    finally:
-        con.unregister("delta_frame")
-    count, total, xor, labelled, tmin, tmax = row
+    et, label = quote(settings.columns.event_time), quote(settings.columns.label)
+    row = fetch_one(
+        con,
+        f"SELECT {AGGREGATE_SQL}, count({label}), min({et}), max({et}) FROM raw_deltas WHERE _batch_id = ?",
+        [batch_id],
+    )
+    assert row is not None
+    count, hash_sum, hash_xor, labelled, tmin, tmax = row
     result.batch_id = batch_id
     result.rows = int(count)
     result.rows_labelled = int(labelled)
-    result.rows_duplicate = stored.height - int(count)
+    result.rows_duplicate = total - int(count)
     result.min_event_time, result.max_event_time = tmin, tmax
-    result.data_hash = data_hash(count, total, xor)
+    result.data_hash = data_hash(count, hash_sum, hash_xor)
+
+
+def _repeated_ids(con, settings: Settings, batch_id: int, total: int, result: FileResult) -> bool:
+    """Row ids repeated across the chunks of one file (the suite sees one chunk at a time): record
+    the failure in `result` and return True when there are any."""
+    rid = settings.columns.row_id
+    assert rid
+    q = quote(rid)
+    rows = con.execute(
+        f"SELECT {q}, count(*) AS n FROM raw_deltas WHERE _batch_id = ? GROUP BY {q} HAVING count(*) > 1 "
+        f"ORDER BY {q}",
+        [batch_id],
+    ).fetchall()
+    if not rows:
+        return False
+    outcome = Outcome(
+        check="raw_deltas_row_ids_unique",
+        expectation="expect_column_values_to_be_unique",
+        column=rid,
+        success=False,
+        observed="e.g. " + ", ".join(repr(r[0]) for r in rows[:3]),
+        unexpected_count=sum(int(r[1]) for r in rows),
+        element_count=total,
+    )
+    result.outcomes = [
+        outcome if (o.check, o.expectation, o.column) == (outcome.check, outcome.expectation, rid) else o
+        for o in result.outcomes
+    ]
+    _quarantine(result, outcome.describe())
+    return True
 
 
 def _log(con, result: FileResult, lf: landing.LandedFile, run_id: str, now: datetime) -> None:
@@ -247,7 +573,7 @@ def _log(con, result: FileResult, lf: landing.LandedFile, run_id: str, now: date
         [
             entry,
             now,
-            lf.name,
+            result.name,
             result.file_hash,
             lf.size,
             result.status,

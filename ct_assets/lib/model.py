@@ -25,6 +25,7 @@ import polars as pl
 
 from ct_assets.config import Settings
 from ct_assets.errors import CtError, RegistryError
+from ct_assets.lib import failpoints
 
 VERSION_PATTERN = re.compile(r"v\d{4,}")
 MODEL_FILE = "model.txt"
@@ -81,6 +82,13 @@ def labels(frame: pl.DataFrame, settings: Settings) -> np.ndarray:
     return (frame[settings.columns.label] == positive).cast(pl.Int8).to_numpy()
 
 
+def sample_weights(frame: pl.DataFrame, flag: str | None, weight: float | None) -> np.ndarray | None:
+    """Per-row weights that up- (or down-) weight exploration rows; None when all rows weigh 1."""
+    if not flag or weight is None or weight == 1.0 or flag not in frame.columns:
+        return None
+    return frame[flag].cast(pl.Float64).fill_null(0.0).to_numpy() * (weight - 1.0) + 1.0
+
+
 @dataclass
 class TrainedModel:
     booster: Any
@@ -93,17 +101,22 @@ class TrainingBudgetExceeded(CtError):
     """LightGBM was stopped because the training time budget ran out."""
 
 
-def _budget_callback(budget_seconds: float, started: float, total: int) -> Any:
+def _budget_callback(budget_seconds: float, started: float, total: int, source: str) -> Any:
     def stop_when_over_budget(env: Any) -> None:
         spent = time.perf_counter() - started
         if spent > budget_seconds:
             raise TrainingBudgetExceeded(
-                f"training stopped: its time budget of {budget_seconds:g} s ran out after "
+                f"training stopped: its time budget of {budget_seconds:g} s ({source}) ran out after "
                 f"{env.iteration + 1} of {total} iterations ({spent:.1f} s); no model was saved"
             )
 
     stop_when_over_budget.order = 0  # type: ignore[attr-defined]  # LightGBM orders callbacks by this
     return stop_when_over_budget
+
+
+def _failpoint_callback(env: Any) -> None:
+    if env.iteration == 2:
+        failpoints.hit("train.during")
 
 
 def train(
@@ -113,12 +126,13 @@ def train(
     *,
     features: list[dict[str, Any]] | None = None,
     budget_seconds: float | None = None,
+    budget_source: str = "the training time budget",
     weights: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train LightGBM on rows given in canonical order, with the configured (or given) parameters.
 
     `features` fixes the feature list and category codes (a card's, when reproducing); `budget_seconds`
-    stops training with TrainingBudgetExceeded once spent; `weights` are per-row sample weights.
+    stops training with TrainingBudgetExceeded once spent, naming `budget_source` (the setting that set it); `weights` are per-row sample weights.
     """
     import lightgbm as lgb
 
@@ -141,11 +155,13 @@ def train(
         params=params,
     )
     callbacks = []
+    if failpoints.armed("train.during"):
+        callbacks.append(_failpoint_callback)
     if budget_seconds is not None:
         total = int(
             params.get("num_iterations", params.get("n_estimators", params.get("num_boost_round", 100)))
         )
-        callbacks.append(_budget_callback(budget_seconds, started, total))
+        callbacks.append(_budget_callback(budget_seconds, started, total, budget_source))
     booster = lgb.train(params, dataset, callbacks=callbacks)
     return TrainedModel(booster, features, params, time.perf_counter() - started)
 
@@ -167,11 +183,13 @@ def save(
     target = model_dir(models_dir, version)
     if target.exists():
         raise RegistryError(f"model folder {target} already exists")
-    tmp = models_dir / f".tmp-{version}-{os.getpid()}"
+    _remove_dead_temp_folders(models_dir)
+    tmp = models_dir / f"{_TMP_PREFIX}{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     text = model.booster.model_to_string()
     (tmp / MODEL_FILE).write_text(text, encoding="utf-8")
+    failpoints.hit("model.during_save")
     card = {
         "version": version,
         "format": "lightgbm-text",
@@ -193,6 +211,26 @@ def save(
             os.fsync(fh.fileno())
     os.replace(tmp, target)
     return target, card
+
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _remove_dead_temp_folders(models_dir: Path) -> None:
+    """Remove the temporary folders of saves whose process died before renaming them (killed): they
+    never became a version, and nothing names them."""
+    if not models_dir.is_dir():
+        return
+    for path in models_dir.iterdir():
+        pid = path.name.rpartition("-")[2]
+        if not path.name.startswith(_TMP_PREFIX) or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def model_dir(models_dir: Path, version: str) -> Path:
@@ -285,4 +323,7 @@ def load_version(models_dir: Path, version: str) -> LoadedModel:
     folder = model_dir(models_dir, version)
     if not (folder / MODEL_FILE).is_file() or not (folder / CARD_FILE).is_file():
         raise RegistryError(f"model {version} is incomplete or missing in {folder}")
+    for name in (MODEL_FILE, CARD_FILE):
+        if (folder / name).resolve().parent != folder:
+            raise RegistryError(f"model {version}: {name} is a link leading outside {folder}; refused")
     return load(folder)

@@ -24,7 +24,7 @@ CHECKS: dict[str, str] = {
     "raw_deltas_schema_valid": "Every configured column is present with a usable type.",
     "raw_deltas_required_not_null": "Required columns (event time, row id, required features) have no nulls.",
     "raw_deltas_values_valid": "Values are within the configured ranges and categories, labels within their "
-    "classes, and event times not in the future.",
+    "classes, and event times neither in the future nor older than [freshness] max_event_age_days.",
     "raw_deltas_row_ids_unique": "Row ids are unique within each delta.",
 }
 
@@ -44,6 +44,7 @@ NUMERIC_TYPES = [
 ]
 TIME_TYPES = ["datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
 FUTURE_COLUMN_SUFFIX = "__seconds_ahead"  # derived: event time minus validation time, in seconds
+AGE_COLUMN_SUFFIX = "__days_old"  # derived: validation time minus event time, in days
 FINITE_LIMIT = 1.0e308
 
 
@@ -116,6 +117,13 @@ def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str,
         ahead,
         E.ExpectColumnValuesToBeBetween(column=ahead, max_value=settings.freshness.max_future_minutes * 60.0),
     )
+    if settings.freshness.max_event_age_days > 0:
+        old = et + AGE_COLUMN_SUFFIX
+        when_present(
+            "raw_deltas_values_valid",
+            old,
+            E.ExpectColumnValuesToBeBetween(column=old, max_value=settings.freshness.max_event_age_days),
+        )
     if cols.row_id:
         rid = cols.row_id
         when_present("raw_deltas_schema_valid", rid, _type_expectation(E, rid, cols.row_id_type == "integer"))
@@ -150,6 +158,17 @@ def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str,
         label,
         E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)),
     )
+    if cols.exploration:
+        flag = cols.exploration
+        when_present(
+            "raw_deltas_schema_valid",
+            flag,
+            E.ExpectColumnValuesToBeInTypeList(column=flag, type_list=[*NUMERIC_TYPES, "bool"]),
+        )
+        when_present("raw_deltas_required_not_null", flag, E.ExpectColumnValuesToNotBeNull(column=flag))
+        when_present(
+            "raw_deltas_values_valid", flag, E.ExpectColumnValuesToBeInSet(column=flag, value_set=[0, 1])
+        )
     return out
 
 
@@ -167,8 +186,10 @@ def gx_frame(frame: pl.DataFrame, settings: Settings, now: datetime) -> Any:
     keep = [c for c in settings.stored_columns if c in frame.columns]
     view = frame.select(keep)
     if et in frame.columns and frame.schema[et] == pl.Datetime("us"):
+        ahead = (pl.col(et) - pl.lit(now)).dt.total_microseconds()
         view = view.with_columns(
-            ((pl.col(et) - pl.lit(now)).dt.total_microseconds() / 1e6).alias(et + FUTURE_COLUMN_SUFFIX)
+            (ahead / 1e6).alias(et + FUTURE_COLUMN_SUFFIX),
+            (-ahead / 86_400e6).alias(et + AGE_COLUMN_SUFFIX),
         )
     return view.to_pandas()
 
@@ -207,7 +228,7 @@ def _exp_key(exp: Any) -> str:
 def _outcome(
     check: str, column: str, etype: str, success: bool | None, result: dict[str, Any], exc: Any
 ) -> Outcome:
-    display_column = column.removesuffix(FUTURE_COLUMN_SUFFIX)
+    display_column = column.removesuffix(FUTURE_COLUMN_SUFFIX).removesuffix(AGE_COLUMN_SUFFIX)
     observed = result.get("observed_value")
     examples = result.get("partial_unexpected_list") or []
     if isinstance(exc, dict) and exc.get("raised_exception"):
@@ -217,6 +238,9 @@ def _outcome(
     elif column.endswith(FUTURE_COLUMN_SUFFIX) and examples:
         worst = max(float(x) for x in examples)
         observed_text = f"up to {worst / 60:.1f} minutes in the future"
+    elif column.endswith(AGE_COLUMN_SUFFIX) and examples:
+        worst = max(float(x) for x in examples)
+        observed_text = f"up to {worst:.1f} days old"
     elif observed is not None:
         observed_text = str(observed)
     elif examples:
@@ -239,6 +263,36 @@ def _short(x: Any) -> str:
         return str(x)
     text = repr(x)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def merge_outcomes(before: list[Outcome], chunk: list[Outcome]) -> list[Outcome]:
+    """The outcomes of a file validated chunk by chunk: an expectation holds when it held in every chunk;
+    counts add up; what was observed is taken from the first chunk where it failed."""
+    if not before:
+        return list(chunk)
+    by_key = {(o.check, o.expectation, o.column): o for o in chunk}
+    merged = []
+    for a in before:
+        b = by_key.pop((a.check, a.expectation, a.column), None)
+        if b is None:
+            merged.append(a)
+            continue
+        merged.append(
+            Outcome(
+                check=a.check,
+                expectation=a.expectation,
+                column=a.column,
+                success=a.success and b.success,
+                observed=b.observed if a.success and not b.success else a.observed,
+                unexpected_count=_add(a.unexpected_count, b.unexpected_count),
+                element_count=_add(a.element_count, b.element_count),
+            )
+        )
+    return merged + list(by_key.values())
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def first_failure(outcomes: list[Outcome]) -> Outcome | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -319,11 +320,22 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
     return "\n".join(out)
 
 
+MD_ESCAPED = "\\`*_[]|~"  # inline markdown (CommonMark and GFM tables) that data could otherwise start
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def md_text(value: Any) -> str:
+    """A value as literal markdown text, for a table cell or a line: line breaks become spaces, &, < and >
+    become entities (no HTML, no autolinks), and emphasis, code, link, pipe and strike marks are
+    backslash-escaped."""
+    text = _LINE_BREAK.sub(" ", str(value)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join("\\" + ch if ch in MD_ESCAPED else ch for ch in text)
+
+
 def markdown_summary(result: GateResult, meta: dict[str, Any]) -> str:
     """A short summary for the asset's metadata in the Dagster UI (values escaped for markdown)."""
 
-    def md(x: Any) -> str:
-        return str(x).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
+    md = md_text
 
     head = (
         "**Promotable**"

@@ -36,6 +36,7 @@ class SimulationOptions:
     label_noise: float = 0.0  # share of labels flipped
     unlabelled: float = 0.02  # share of rows whose label has not arrived (null)
     drift_slice: str | None = None  # "column=value": concept drift only in that slice
+    exploration: float = 0.0  # share of rows flagged as collected under a randomised policy
     file_format: str = "parquet"  # parquet | csv
 
 
@@ -125,6 +126,10 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
         raise CtError(f"--batches and --rows must be at least 1, got {opts.batches} and {opts.rows}")
     if not 0 <= opts.drift <= 5 or not 0 <= opts.label_noise <= 0.5 or not 0 <= opts.unlabelled < 1:
         raise CtError("--drift must be in [0, 5], --label-noise in [0, 0.5], unlabelled share in [0, 1)")
+    if not 0 <= opts.exploration <= 1:
+        raise CtError(f"--exploration must be a share in [0, 1], got {opts.exploration}")
+    if opts.exploration > 0 and not settings.columns.exploration:
+        raise CtError("--exploration needs a config whose [columns] exploration names the flag column")
     if opts.file_format not in ("parquet", "csv"):
         raise CtError(f"--format must be parquet or csv, got {opts.file_format!r}")
     cols = settings.columns
@@ -171,6 +176,9 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
         frame = pl.DataFrame({"event_time": times, "row_id": ids, **data, "label": label}).with_columns(
             pl.when(pl.Series(unlabelled)).then(None).otherwise(pl.col("label")).alias("label")
         )
+        if settings.columns.exploration:
+            flags = (rng.random(opts.rows) < opts.exploration).astype(np.int64)
+            frame = frame.with_columns(pl.Series(settings.columns.exploration, flags))
         name = f"delta_{batch_no:06d}_{lo:%Y%m%dT%H%M%S}.{opts.file_format}"
         final = settings.paths.landing / name
         part = settings.paths.landing / f".{name}.part"

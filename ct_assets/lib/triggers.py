@@ -7,18 +7,28 @@ whatever the size of `raw_deltas`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from ct_assets.config import Settings
 from ct_assets.lib import registry
-from ct_assets.lib.warehouse import fetch_one
+from ct_assets.lib.warehouse import connect_reader, fetch_one, quote, raw_delta_columns
+
+TRIGGERS = ("rows", "decay", "drift", "staleness")
+FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of the newest rows
 
 
 @dataclass(frozen=True)
 class RetrainDecision:
+    """Whether a CT run is due now, which trigger fired, and what every trigger says."""
+
     should_run: bool
     reason: str
     champion: str | None
@@ -26,9 +36,17 @@ class RetrainDecision:
     newest_batch_id: int
     rows_since_training: int
     threshold: int
+    trigger: str | None = None  # the trigger that fired: rows | decay | drift | staleness
+    due: list[str] = field(default_factory=list)  # every trigger that is due (the first one fires)
+    waiting_until: datetime | None = None  # a due trigger waits for the cooldown or the daily cap
+    signals: dict[str, str] = field(default_factory=dict)  # what each trigger says, for status
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["waiting_until"] = (
+            self.waiting_until.isoformat(sep=" ", timespec="seconds") if self.waiting_until else None
+        )
+        return out
 
 
 def champion_watermark(con: duckdb.DuckDBPyConnection) -> tuple[str | None, int, datetime | None]:
@@ -44,8 +62,56 @@ def champion_watermark(con: duckdb.DuckDBPyConnection) -> tuple[str | None, int,
     return champ, int(row[0] or 0), row[1]
 
 
-def retrain_decision(con: duckdb.DuckDBPyConnection, settings: Settings) -> RetrainDecision:
-    """Retrain when labelled rows newer than the champion's watermark reach [retrain] min_new_rows."""
+@dataclass(frozen=True)
+class TriggerInputs:
+    """Everything the retrain decision reads from the warehouse: a few small rows, whatever its size.
+
+    Kept apart from the decision so that the sensor can read them from a snapshot file (see
+    `load_trigger_inputs`) instead of opening DuckDB on every tick.
+    """
+
+    champion: str | None
+    watermark_batch_id: int
+    rows_since_training: int  # labelled rows in batches after the watermark (summed from the ingest log)
+    newest_batch_id: int
+    champion_created_at: datetime | None
+    recent_model_times: list[datetime]  # created_at of the newest models, newest first (cooldown, cap)
+    score: dict | None  # the champion's latest score on fresh rows (decay and drift)
+    golden_missing: bool
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["champion_created_at"] = _iso(self.champion_created_at)
+        out["recent_model_times"] = [_iso(t) for t in self.recent_model_times]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> TriggerInputs:
+        return cls(
+            champion=data["champion"],
+            watermark_batch_id=int(data["watermark_batch_id"]),
+            rows_since_training=int(data["rows_since_training"]),
+            newest_batch_id=int(data["newest_batch_id"]),
+            champion_created_at=_parse(data["champion_created_at"]),
+            recent_model_times=[t for t in map(_parse, data["recent_model_times"]) if t is not None],
+            score=data["score"],
+            golden_missing=bool(data["golden_missing"]),
+        )
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+RECENT_MODELS = 1000  # enough created_at values for any sane [retrain] max_trainings_per_day
+
+
+def read_trigger_inputs(con: duckdb.DuckDBPyConnection) -> TriggerInputs:
+    """The decision's inputs, from the ingest log, the models table and the champion's latest score."""
     champ, watermark, _ = champion_watermark(con)
     row = fetch_one(
         con,
@@ -54,15 +120,213 @@ def retrain_decision(con: duckdb.DuckDBPyConnection, settings: Settings) -> Retr
         [watermark],
     )
     rows_since, newest = (int(row[0]), int(row[1])) if row else (0, 0)
-    threshold = settings.min_new_rows
+    created = None
+    score = None
+    if champ:
+        rec = registry.model(con, champ)
+        created = rec.created_at if rec else None
+        latest = fetch_one(
+            con,
+            "SELECT decayed, decay_reason, drifted_features, drift_max_psi, drift_rows "
+            "FROM champion_scores WHERE champion_version = ? ORDER BY score_id DESC LIMIT 1",
+            [champ],
+        )
+        if latest is not None:
+            score = {
+                "decayed": bool(latest[0]),
+                "decay_reason": latest[1] or "",
+                "drifted": json.loads(latest[2] or "[]"),
+                "max_psi": latest[3],
+                "drift_rows": latest[4],
+            }
+    times = [
+        r[0]
+        for r in con.execute(
+            "SELECT created_at FROM models ORDER BY created_at DESC LIMIT ?", [RECENT_MODELS]
+        ).fetchall()
+    ]
+    golden_missing = fetch_one(con, "SELECT 1 FROM golden_versions LIMIT 1") is None
+    return TriggerInputs(champ, watermark, rows_since, newest, created, times, score, golden_missing)
+
+
+def retrain_decision(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None = None
+) -> RetrainDecision:
+    """The retrain decision from the warehouse as it is now (see `decide`)."""
+    return decide(read_trigger_inputs(con), settings, now)
+
+
+def decide(inputs: TriggerInputs, settings: Settings, now: datetime | None = None) -> RetrainDecision:
+    """Decide from the trigger inputs (no I/O):
+
+    - rows: labelled rows newer than the champion's watermark reach [retrain] min_new_rows;
+    - decay: the champion's primary metric on fresh labels fell past its floor or its own validation
+      figure minus the margin (judged by the champion_performance asset after each ingest);
+    - drift: a feature's PSI passed [retrain] drift_psi, when drift_action = "retrain";
+    - staleness: the champion is older than max_champion_age_hours and new labels exist.
+    A due trigger waits while the cooldown runs or the daily cap is reached; it is not lost.
+    """
+    r = settings.retrain
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    champ, watermark = inputs.champion, inputs.watermark_batch_id
+    rows_since, newest = inputs.rows_since_training, inputs.newest_batch_id
+    threshold = r.min_new_rows
     who = f"champion {champ}'s training" if champ else "the start (no champion yet)"
-    if newest == 0:
-        reason, run = "no data ingested yet", False
-    elif rows_since >= threshold:
-        reason, run = f"{rows_since} labelled rows since {who}, threshold {threshold}", True
+    signals: dict[str, str] = {}
+    due: list[str] = []
+    signals["rows"] = f"{rows_since} labelled rows since {who}, threshold {threshold}"
+    if newest and rows_since >= threshold:
+        due.append("rows")
+    score = inputs.score if champ else None
+    if score is None:
+        signals["decay"] = signals["drift"] = (
+            "not judged yet (the champion has not been scored on fresh rows)"
+        )
     else:
-        reason, run = f"{rows_since} labelled rows since {who}, below the threshold {threshold}", False
-    return RetrainDecision(run, reason, champ, watermark, newest, rows_since, threshold)
+        max_psi, drifted = score["max_psi"], score["drifted"]
+        signals["decay"] = ("DECAYED: " if score["decayed"] else "") + score["decay_reason"]
+        psi_text = f"{max_psi:.3f}" if max_psi is not None else "n/a"
+        signals["drift"] = (
+            f"drifted: {', '.join(drifted)} (max PSI {psi_text} on {score['drift_rows']} rows); "
+            if drifted
+            else f"no feature past PSI {r.drift_psi} (max {psi_text}); "
+        ) + f"drift_action = {r.drift_action}"
+        if score["decayed"] and rows_since > 0:
+            due.append("decay")
+        if drifted and r.drift_action == "retrain" and rows_since > 0:
+            due.append("drift")
+    if champ and r.max_champion_age_hours > 0:
+        created = inputs.champion_created_at
+        age_h = (now - created).total_seconds() / 3600 if created else 0.0
+        signals["staleness"] = (
+            f"champion trained {age_h:.1f} h ago, fallback after {r.max_champion_age_hours:g} h"
+            + ("" if rows_since else " (and needs new labels)")
+        )
+        if age_h > r.max_champion_age_hours and rows_since > 0:
+            due.append("staleness")
+    else:
+        signals["staleness"] = "off" if champ else "no champion yet"
+
+    base = RetrainDecision(
+        False, "", champ, watermark, newest, rows_since, threshold, None, due, None, signals
+    )
+    if newest == 0:
+        return replace(base, reason="no data ingested yet")
+    if not due:
+        return replace(base, reason=f"no trigger due: {signals['rows']}")
+    trigger = due[0]
+    last = inputs.recent_model_times[0] if inputs.recent_model_times else None
+    in_day_times = [t for t in inputs.recent_model_times if t > now - timedelta(hours=24)]
+    in_day = len(in_day_times)
+    if last is not None and r.cooldown_minutes > 0 and now < last + timedelta(minutes=r.cooldown_minutes):
+        until = last + timedelta(minutes=r.cooldown_minutes)
+        return replace(
+            base,
+            reason=f"{trigger} trigger due ({signals[trigger]}); cooling down until "
+            f"{until:%Y-%m-%d %H:%M:%S} ([retrain] cooldown_minutes {r.cooldown_minutes:g})",
+            waiting_until=until,
+        )
+    if in_day >= r.max_trainings_per_day:
+        until = min(in_day_times) + timedelta(hours=24)
+        return replace(
+            base,
+            reason=f"{trigger} trigger due ({signals[trigger]}); {in_day} trainings in 24 h reached "
+            f"[retrain] max_trainings_per_day, next slot at {until:%Y-%m-%d %H:%M:%S}",
+            waiting_until=until,
+        )
+    return replace(base, should_run=True, trigger=trigger, reason=f"{trigger}: {signals[trigger]}")
+
+
+# ------------------------------------------------------------------ the snapshot the sensor reads
+#
+# Opening a DuckDB file costs ~30 ms whatever its size, more than the rest of a sensor tick. Every
+# writer (connect_writer) therefore leaves the trigger inputs in state/trigger_inputs.json, stamped
+# with the warehouse file's and its WAL's (mtime, size) as they were when the writer closed. The
+# sensor trusts the snapshot only while the files still carry that stamp: any later write, by us or
+# by anything else, changes the stamp and sends the sensor back to DuckDB (which rewrites the
+# snapshot). A stale snapshot is therefore never used, only a slower path taken.
+
+SNAPSHOT_NAME = "trigger_inputs.json"
+SNAPSHOT_FORMAT = 1
+
+
+def snapshot_path(settings: Settings) -> Path:
+    return settings.paths.state / SNAPSHOT_NAME
+
+
+def warehouse_stamp(warehouse: Path) -> list:
+    """(mtime_ns, size) of the warehouse file and of its write-ahead log (None when absent)."""
+    out: list = []
+    for p in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
+        try:
+            st = p.stat()
+            out.append([st.st_mtime_ns, st.st_size])
+        except FileNotFoundError:
+            out.append(None)
+    return out
+
+
+def write_snapshot(settings: Settings, inputs: TriggerInputs, stamp: list) -> None:
+    """Atomically (temp file + rename) leave the inputs beside the state, under this stamp."""
+    path = snapshot_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "format": SNAPSHOT_FORMAT,
+        "warehouse": str(settings.paths.warehouse),
+        "stamp": stamp,
+        "inputs": inputs.to_json(),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, path)
+
+
+def snapshot_inputs(settings: Settings) -> TriggerInputs | None:
+    """The snapshot's inputs if it still matches the warehouse files exactly, else None."""
+    try:
+        body = json.loads(snapshot_path(settings).read_text())
+        if (
+            body.get("format") != SNAPSHOT_FORMAT
+            or body.get("warehouse") != str(settings.paths.warehouse)
+            or body.get("stamp") != warehouse_stamp(settings.paths.warehouse)
+        ):
+            return None
+        return TriggerInputs.from_json(body["inputs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_trigger_inputs(settings: Settings) -> tuple[TriggerInputs, str]:
+    """The trigger inputs and where they came from ("snapshot" or "warehouse").
+
+    Falls back to a read-only DuckDB connection (WarehouseBusy while a writer holds it), and leaves a
+    fresh snapshot when no write happened while it read.
+    """
+    inputs = snapshot_inputs(settings)
+    if inputs is not None:
+        return inputs, "snapshot"
+    before = warehouse_stamp(settings.paths.warehouse)
+    with connect_reader(settings) as con:
+        inputs = read_trigger_inputs(con)
+    if warehouse_stamp(settings.paths.warehouse) == before:
+        with contextlib.suppress(OSError):
+            write_snapshot(settings, inputs, before)
+    return inputs, "warehouse"
+
+
+def fresh_rows(
+    con: duckdb.DuckDBPyConnection, settings: Settings, watermark: int
+) -> tuple[pl.DataFrame, int]:
+    """The rows ingested after the champion's watermark (at most FRESH_ROWS_LIMIT, the newest), and the
+    newest batch id among them."""
+    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    et = quote(settings.columns.event_time)
+    frame = con.sql(
+        f"SELECT {names}, _batch_id FROM raw_deltas WHERE _batch_id > ? ORDER BY _batch_id DESC, {et} DESC LIMIT ?",
+        params=[watermark, FRESH_ROWS_LIMIT],
+    ).pl()
+    newest = int(frame["_batch_id"].max() or watermark) if frame.height else watermark
+    return frame.drop("_batch_id"), newest
 
 
 @dataclass(frozen=True)

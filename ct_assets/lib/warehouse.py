@@ -23,7 +23,7 @@ import duckdb
 from ct_assets.config import Settings
 from ct_assets.errors import ConfigError, WarehouseBusy, WarehouseMissing
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _LOCAL = threading.local()  # per-thread re-entrancy of the file locks
 
 
@@ -94,8 +94,25 @@ def connect_writer(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
             _require_current_schema(con, path)
             yield con
-        finally:
+        except BaseException:
             con.close()
+            raise
+        _close_leaving_trigger_snapshot(con, settings)
+
+
+def _close_leaving_trigger_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Close a writer's connection and, still under the writer lock, leave the retrain sensor's snapshot
+    of the trigger inputs stamped with the files as they are now (see ct_assets.lib.triggers)."""
+    from ct_assets.lib import triggers  # triggers reads through this module
+
+    try:
+        inputs = triggers.read_trigger_inputs(con)
+    except duckdb.Error:
+        inputs = None  # a warehouse being initialised: the sensor reads DuckDB until the next write
+    con.close()
+    if inputs is not None:
+        with contextlib.suppress(OSError):
+            triggers.write_snapshot(settings, inputs, triggers.warehouse_stamp(settings.paths.warehouse))
 
 
 def _require_current_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -172,6 +189,8 @@ def raw_delta_columns(settings: Settings) -> list[tuple[str, str]]:
     for f in settings.features:
         out.append((f.name, "DOUBLE" if f.kind == "numeric" else "VARCHAR"))
     out.append((cols.label, "VARCHAR" if cols.label_is_text else "BIGINT"))
+    if cols.exploration:
+        out.append((cols.exploration, "BOOLEAN"))
     return out
 
 
@@ -215,6 +234,11 @@ def _ddl(settings: Settings) -> list[str]:
             entry_id BIGINT PRIMARY KEY, recorded_at TIMESTAMP NOT NULL, action VARCHAR NOT NULL,
             version VARCHAR, champion_before VARCHAR, champion_after VARCHAR, data_hash VARCHAR,
             metrics VARCHAR, verdict VARCHAR, reason VARCHAR, actor VARCHAR, run_id VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS champion_scores (
+            score_id BIGINT PRIMARY KEY, scored_at TIMESTAMP NOT NULL, champion_version VARCHAR NOT NULL,
+            from_batch BIGINT, to_batch BIGINT, rows_labelled BIGINT, metric VARCHAR, value DOUBLE,
+            reference DOUBLE, decayed BOOLEAN, decay_reason VARCHAR, drift_max_psi DOUBLE,
+            drifted_features VARCHAR, drift_rows BIGINT)""",
         """CREATE TABLE IF NOT EXISTS alerts (
             alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
             cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,

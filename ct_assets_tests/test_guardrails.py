@@ -1,0 +1,404 @@
+"""Guardrails on cost (issue 4): the training time budget, the in-process wall-clock guard, one training
+at a time, and run monitoring cancelling a daemon-launched CT run over its dagster/max_runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from ct_assets.cli.runs import failure_message
+from ct_assets.config import Settings
+from ct_assets.lib import datasets, registry
+from ct_assets.lib.ingest import ingest_landed_files, utc_now
+from ct_assets.lib.simulator import SimulationOptions, simulate
+from ct_assets.lib.warehouse import connect_reader, connect_writer, init_warehouse, transaction, writer_lock
+from ct_assets_tests.helpers import run, small
+
+CT_STEPS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events() if m.asset_key}
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [f.step_key for f in result.get_step_failure_events() if f.step_key]
+
+
+def models_state(settings: Settings) -> tuple[str | None, list[str], list[str]]:
+    """(champion, registered versions, folders in the models folder, hidden ones included)."""
+    with connect_reader(settings) as con:
+        champ = registry.champion(con)
+        versions = registry.model_versions(con)
+    folders = (
+        sorted(p.name for p in settings.paths.models.iterdir()) if settings.paths.models.exists() else []
+    )
+    return champ, versions, folders
+
+
+@pytest.fixture
+def champion_v1(make_settings: Callable[..., Settings], instance: dg.DagsterInstance) -> Settings:
+    """Champion v0001 on three batches, and one more batch ingested since (something to train on)."""
+    settings = make_settings(**small())
+    init_warehouse(settings)
+    simulate(settings, SimulationOptions(batches=3, rows=2000, seed=1))
+    assert run(instance, "ingest_job").success
+    assert run(instance, "ct_job").success
+    simulate(settings, SimulationOptions(batches=1, rows=2000, seed=2))
+    assert run(instance, "ingest_job").success
+    assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])
+    return settings
+
+
+def cli(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
+    env["CT_ASSETS_CONFIG"] = os.environ["CT_ASSETS_CONFIG"]
+    env["DAGSTER_HOME"] = os.environ["DAGSTER_HOME"]
+    script = Path(sys.executable).parent / "ct-assets"
+    return subprocess.run(
+        [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# ------------------------------------------------------------------------------------ training budget
+
+
+def test_a_tiny_training_budget_stops_the_challenger_and_keeps_the_champion(
+    champion_v1: Settings, make_settings: Callable[..., Settings], instance: dg.DagsterInstance
+) -> None:
+    settings = make_settings(**small(guardrails={"max_training_seconds": 0.001}))
+    result = run(instance, "ct_job", selection=CT_STEPS)
+
+    assert not result.success
+    assert failed_steps(result) == ["challenger_model"]
+    message = failure_message(result)
+    assert message.startswith(
+        "challenger_model: training stopped: its time budget of 0.001 s "
+        "([guardrails] max_training_seconds = 0.001) ran out after "
+    )
+    assert message.endswith("; no model was saved")
+    assert materialized(result) == {"training_dataset"}
+    assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])  # nothing half-written either
+
+    # The same run with the default budget trains and registers a challenger: the budget made the difference.
+    make_settings(**small())
+    assert "challenger_model" in materialized(run(instance, "ct_job", selection=CT_STEPS))
+    assert models_state(settings)[1] == ["v0001", "v0002"]
+
+
+@pytest.mark.slow
+def test_cycle_over_its_training_budget_fails_with_one_line_and_the_champion_unchanged(
+    champion_v1: Settings, make_settings: Callable[..., Settings], project: Path
+) -> None:
+    settings = make_settings(**small(guardrails={"max_training_seconds": 0.001}))
+    proc = cli(project, "cycle", "--force", "--json")
+
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
+    out = json.loads(line)
+    assert out["verdict"] == "failed"
+    assert (out["champion_version"], out["challenger_version"]) == ("v0001", None)
+    assert "time budget of 0.001 s ([guardrails] max_training_seconds = 0.001) ran out" in out["error"]
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("ct-assets: error: ")]
+    assert errors == [f"ct-assets: error: the CT run failed: {out['error']}"]
+    assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])
+
+
+# ------------------------------------------------------------------------------- wall-clock guard
+
+
+@pytest.fixture
+def writer_held_for(champion_v1: Settings) -> Iterator[Callable[[float], threading.Thread]]:
+    """hold(seconds): another holder keeps the warehouse's writer lock that long (a slow writer)."""
+    threads: list[threading.Thread] = []
+
+    def hold(seconds: float) -> threading.Thread:
+        taken = threading.Event()
+
+        def holder() -> None:
+            with writer_lock(champion_v1.paths.warehouse, 30):
+                taken.set()
+                time.sleep(seconds)
+
+        thread = threading.Thread(target=holder, daemon=True)
+        thread.start()
+        assert taken.wait(10)
+        threads.append(thread)
+        return thread
+
+    yield hold
+    for thread in threads:
+        thread.join(30)
+
+
+def test_the_wall_clock_guard_stops_an_in_process_ct_run_with_its_reason(
+    champion_v1: Settings,
+    make_settings: Callable[..., Settings],
+    instance: dg.DagsterInstance,
+    writer_held_for: Callable[[float], threading.Thread],
+) -> None:
+    """The run's first step waits 2.5 s for a slow writer; with max_run_seconds = 1 the next step refuses."""
+    settings = make_settings(**small(guardrails={"max_run_seconds": 1}))
+    writer_held_for(2.5)
+    result = run(instance, "ct_job", selection=["golden_dataset", *CT_STEPS])
+
+    assert not result.success
+    assert failed_steps(result) == ["training_dataset"]
+    message = failure_message(result)
+    assert "CT run stopped: it has run " in message
+    assert (
+        "past its wall-clock budget ([guardrails] max_run_seconds = 1); the champion is unchanged" in message
+    )
+    assert materialized(result) == {"golden_dataset"}
+    assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])
+
+
+def test_the_wall_clock_guard_reason_is_named_when_it_cuts_training_short(
+    champion_v1: Settings, make_settings: Callable[..., Settings], instance: dg.DagsterInstance
+) -> None:
+    """Training is capped by what is left of max_run_seconds (2 s here), far below max_training_seconds
+    (900 s): the reason given must name the wall-clock guard that stopped it, not an unnamed budget."""
+    settings = make_settings(
+        **small(guardrails={"max_run_seconds": 2}, training={"num_iterations": 1_000_000})
+    )
+    started = time.monotonic()
+    result = run(instance, "ct_job", selection=CT_STEPS)
+
+    assert time.monotonic() - started < 60
+    assert not result.success
+    assert failed_steps(result) == ["challenger_model"]
+    assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])
+    message = failure_message(result)
+    assert "training stopped" in message
+    assert "max_run_seconds" in message, message
+
+
+# ------------------------------------------------------------------------------ one training at a time
+
+TRAIN_AND_RECORD = """
+import json, os, sys, time
+from ct_assets.lib import model as lgbm
+
+spans, real_train = sys.argv[1], lgbm.train
+
+def timed_train(*args, **kwargs):
+    start = time.time()
+    try:
+        return real_train(*args, **kwargs)
+    finally:
+        with open(spans, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}) + "\\n")
+
+lgbm.train = timed_train
+from ct_assets.cli.runs import run_job
+
+result = run_job("ct_job", asset_selection=["training_dataset", "challenger_model"])
+print(json.dumps({"success": result.success, "run_id": result.run_id}))
+"""
+
+
+@pytest.mark.slow
+def test_two_concurrent_ct_runs_never_train_at_the_same_time(
+    champion_v1: Settings, make_settings: Callable[..., Settings], project: Path
+) -> None:
+    """Two processes start a CT run at once (as two `cycle`s would); each training takes seconds, so
+    without the training lock they would overlap."""
+    settings = make_settings(**small(training={"num_iterations": 3000}))
+    spans_file = project / "spans.jsonl"
+    env = {**os.environ, "CT_ASSETS_CONFIG": str(settings.source)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_AND_RECORD, str(spans_file)],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr[-2000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert all(o["success"] for o in outs), outs
+
+    spans = sorted(
+        (json.loads(line) for line in spans_file.read_text().splitlines()), key=lambda s: s["start"]
+    )
+    assert len(spans) == 2 and spans[0]["pid"] != spans[1]["pid"]
+    first, second = spans
+    assert first["end"] - first["start"] > 1.0  # long enough to overlap, were they not serialized
+    assert second["start"] >= first["end"], f"trainings overlap: {spans}"
+    _, versions, folders = models_state(settings)
+    assert versions == folders == ["v0001", "v0002", "v0003"]
+
+
+# --------------------------------------------------------------------- run monitoring (daemon runs)
+
+
+def test_the_shipped_instance_config_monitors_runs_and_lets_one_ct_run_at_a_time() -> None:
+    from ct_assets.jobs import CT_RUN_TAG, ct_job
+
+    shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    assert shipped["run_monitoring"]["enabled"] is True
+    assert {"key": CT_RUN_TAG, "limit": 1} in shipped["run_queue"]["tag_concurrency_limits"]
+    # Every CT run carries the tag the queue limits, and a max runtime run monitoring enforces.
+    assert ct_job.tags[CT_RUN_TAG] == "true"
+    assert int(ct_job.tags["dagster/max_runtime"]) > 0
+
+
+WORKSPACE = """load_from:
+  - python_module:
+      module_name: ct_assets.definitions
+      location_name: ct_assets
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop the daemon and everything it started (code server, run workers), by their ids."""
+    family = [proc.pid, *_descendants(proc.pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in family[1:]):
+            time.sleep(0.2)
+        if sig == signal.SIGTERM and not any(Path(f"/proc/{p}").exists() for p in family[1:]):
+            return
+
+
+def wait_until_over(inst: dg.DagsterInstance, run_id: str, log: Path) -> tuple[dg.DagsterRun, list[Any]]:
+    """The run once it is finished and its worker process has exited, with its events."""
+    deadline = time.monotonic() + 240
+    while True:
+        dagster_run = inst.get_run_by_id(run_id)
+        assert dagster_run is not None
+        events = list(inst.all_logs(run_id))
+        if dagster_run.is_finished and any("Process for run exited" in (e.message or "") for e in events):
+            return dagster_run, events
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"run {run_id} still {dagster_run.status} after 240 s; daemon log:\n{log.read_text()[-3000:]}"
+            )
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_a_daemon_launched_ct_run_over_its_max_runtime_is_cancelled_by_run_monitoring(
+    make_settings: Callable[..., Settings], project: Path
+) -> None:
+    # Training would take minutes; no sensor may start runs of its own (rows threshold out of reach).
+    settings = make_settings(**small(retrain={"min_new_rows": 10**9}, training={"num_iterations": 100_000}))
+    init_warehouse(settings)
+    simulate(settings, SimulationOptions(batches=3, rows=2000, seed=1))
+    ingest_landed_files(settings)
+    with connect_writer(settings) as con, transaction(con):
+        datasets.build_golden(con, settings, reason="test", run_id="", now=utc_now())
+
+    # The instance config ct_assets ships, polled every second instead of every 30.
+    home = project / "daemon_home"
+    home.mkdir()
+    shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    assert shipped["run_monitoring"]["enabled"] is True
+    shipped["run_monitoring"]["poll_interval_seconds"] = 1
+    (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
+    (project / "workspace.yaml").write_text(WORKSPACE)
+    (project / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CT_ASSETS_CONFIG": str(settings.source),
+        "TMPDIR": str(project / "tmp"),  # the code server's socket stays inside the test's folder
+    }
+    bin_dir = Path(sys.executable).parent
+    run_id = str(uuid.uuid4())
+    with (project / "daemon.log").open("w") as log:
+        daemon = subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        launch = subprocess.run(
+            [
+                str(bin_dir / "dagster"),
+                *("job", "launch", "-j", "ct_job", "-w", "workspace.yaml"),
+                *("--tags", json.dumps({"dagster/max_runtime": "3"}), "--run-id", run_id),
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert launch.returncode == 0, launch.stderr[-2000:]
+
+        with dg.DagsterInstance.from_config(str(home)) as inst:
+            dagster_run, events = wait_until_over(inst, run_id, project / "daemon.log")
+
+        assert dagster_run.tags["dagster/max_runtime"] == "3"
+        assert dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        kinds = [(e.dagster_event.event_type if e.dagster_event else None, e.step_key) for e in events]
+        assert (dg.DagsterEventType.STEP_START, "challenger_model") in kinds  # it was training
+        assert (dg.DagsterEventType.STEP_SUCCESS, "challenger_model") not in kinds
+        assert any(
+            "Canceling due to exceeding maximum runtime of 3 seconds" in (e.message or "") for e in events
+        )
+        (failure,) = [
+            e
+            for e in events
+            if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
+        ]
+        assert failure.message == "Exceeded maximum runtime of 3 seconds."
+    finally:
+        _stop(daemon)
+    assert models_state(settings) == (None, [], [])
