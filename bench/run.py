@@ -262,10 +262,11 @@ def child_cycle(runs: int) -> None:
 
 def child_floor(runs: int) -> None:
     """Only the unavoidable work: read the training rows from the warehouse, train with the same
-    parameters, score the golden set and the recent holdout."""
+    parameters, score the golden set and the recent holdout (the rows the gate compares on)."""
     from ct_assets.config import load_settings
     from ct_assets.lib import model as lgbm
     from ct_assets.lib.datasets import active_golden, define_training_dataset, read_golden, read_split
+    from ct_assets.lib.evaluation import recent_holdout
     from ct_assets.lib.warehouse import connect_reader
 
     s = load_settings()
@@ -278,7 +279,7 @@ def child_floor(runs: int) -> None:
             assert golden is not None, "run the cycle first: it builds the golden set"
             ds = define_training_dataset(con, s, golden.golden_hash)
             train = read_split(con, s, ds, "train")
-            holdout = read_split(con, s, ds, "holdout")
+            holdout = recent_holdout(con, s, ds)  # the holdout rows the gate compares on
             gold = read_golden(con, s, golden.golden_hash)
         model = lgbm.train(train, s)
         train_seconds.append(model.seconds)

@@ -88,6 +88,7 @@ class GateSettings:
     false_block_rate: float = 0.05
     bootstrap_resamples: int = 200
     secondary: dict[str, float] = field(default_factory=dict)
+    holdout_max_rows: int = 250_000  # the gate compares on the newest this many holdout rows (0: all)
 
 
 @dataclass(frozen=True)
@@ -454,6 +455,7 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
             "confidence",
             "false_block_rate",
             "bootstrap_resamples",
+            "holdout_max_rows",
             "secondary",
         },
     )
@@ -470,6 +472,7 @@ def _parse(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         confidence=g.number("confidence", lo=0.5, hi=0.9999),
         false_block_rate=g.number("false_block_rate", lo=0.0001, hi=0.5),
         bootstrap_resamples=g.integer("bootstrap_resamples", lo=20),
+        holdout_max_rows=g.integer("holdout_max_rows", lo=0),
         secondary={m: sec.number(m, lo=0.0) for m in sec.table},
     )
     fr = _Reader(

@@ -62,7 +62,7 @@ def _in_flight(context: dg.SensorEvaluationContext, job_name: str) -> int:
 def landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """New ready files in the landing folder -> one ingest run (not while one is already in flight)."""
     s = settings.load()
-    files = landing.ready_files(s.paths.landing)
+    files = landing.ready_entries(s.paths.landing)  # ready-named symlinks too: ingest quarantines them
     if not files:
         return dg.SkipReason(f"no ready files in {s.paths.landing}")
     signature = hashlib.sha256("\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files).encode()).hexdigest()[

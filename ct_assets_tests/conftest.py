@@ -2,6 +2,7 @@
 Dagster instance. Nothing is written into the checkout."""
 
 import os
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,12 @@ from typing import Any
 import pytest
 
 from ct_assets.config import Settings, default_config_text, load_settings
+
+# Hypothesis keeps its example database under the working directory unless told otherwise: tests
+# write nothing into the checkout.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "ct_assets_hypothesis")
+)
 
 CONTRACT_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "cli_contract.py"
 

@@ -5,6 +5,7 @@ and each test works on its own copy of it in its temporary project.
 """
 
 import shutil
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from ct_assets.config import Settings, load_settings
 from ct_assets.errors import DataError
+from ct_assets.lib import evaluation
 from ct_assets.lib.datasets import (
     DatasetInfo,
     GoldenInfo,
@@ -254,6 +256,21 @@ def test_split_is_by_time_in_canonical_order(base_data: Path, settings: Settings
     for part in (train, holdout):
         assert part.equals(part.sort("event_time", "row_id"))
     assert [c for c, _ in raw_delta_columns(s)] == train.columns
+
+
+def test_the_gate_compares_on_the_newest_holdout_rows_up_to_its_cap(base_data: Path, make_settings) -> None:
+    s = use(base_data, make_settings(gate={"holdout_max_rows": 50}))
+    ds = define(s, golden(s).golden_hash)
+    holdout = split(s, ds, "holdout")
+    assert holdout.height > 50
+    with connect_writer(s) as con:
+        compared = evaluation.recent_holdout(con, s, ds)
+    assert compared.equals(holdout.tail(50))  # the newest 50, still in canonical order
+    assert compared["event_time"].min() >= holdout["event_time"].min()
+
+    uncapped = replace(s, gate=replace(s.gate, holdout_max_rows=0))
+    with connect_writer(s) as con:
+        assert evaluation.recent_holdout(con, uncapped, ds).equals(holdout)
 
 
 def test_rows_sharing_the_boundary_instant_all_go_to_the_holdout(base_data: Path, settings: Settings) -> None:

@@ -166,6 +166,30 @@ def test_bootstrap_of_a_slice_uses_its_rows_only() -> None:
     assert float(np.std(d["slice"])) > 1.5 * float(np.std(d["all"]))  # a quarter of the rows: ~2x
 
 
+@pytest.mark.parametrize("name", ["log_loss", "brier", "calibration_error", "precision", "recall", "f1"])
+def test_the_normal_law_of_the_resample_sums_agrees_with_resampling_rows(name: str) -> None:
+    """Above exact_max_rows the resample sums are drawn from their normal law: the differences it gives
+    must match the exact row-resampling bootstrap in centre and spread, overall and for a slice."""
+    n = 30_000
+    y, a, b = two_models(n, seed=9)
+    mask = np.arange(n) % 4 == 0
+    metric = stats.weighted_metric(name, 0.5)
+    sign = 1.0 if name in ("precision", "recall", "f1") else -1.0
+    reqs = {
+        "all": stats.PairedRequest(metric, y, a, b, sign),
+        "slice": stats.PairedRequest(metric, y[mask], a[mask], b[mask], sign, mask),
+    }
+    exact = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n)
+    normal = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n - 1)
+    for key in reqs:
+        e, m = exact[key], normal[key]
+        assert np.all(np.isfinite(m))
+        assert float(np.std(m)) == pytest.approx(float(np.std(e)), rel=0.12)  # 1000 resamples: ~2 % MC error
+        assert float(np.mean(m)) == pytest.approx(float(np.mean(e)), abs=0.25 * float(np.std(e)))
+    again = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n - 1)
+    np.testing.assert_array_equal(normal["all"], again["all"])
+
+
 def test_bootstrap_with_nothing_to_do() -> None:
     req = {"brier": brier_request(100, seed=1)}
     assert stats.bootstrap_differences(0, req, resamples=100)["brier"].size == 0

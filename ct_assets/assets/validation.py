@@ -88,6 +88,7 @@ def validation_report(
         "train_hash": ds.train_hash,
         "holdout_hash": ds.holdout_hash,
         "golden_hash": ds.golden_hash,
+        "holdout_compared": evaluation.holdout_note(sets, ds),
         "challenger_data_hash": challenger.card.get("data_hash"),
         "champion_data_hash": champion.card.get("data_hash") if champion else None,
         "code_version": challenger.card.get("code_version"),

@@ -40,7 +40,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "runs": {},
     }
     recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
-    pending = landing.ready_files(settings.paths.landing)
+    pending = landing.ready_entries(settings.paths.landing)
     if pending:
         res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
         out["runs"]["ingest"] = res.run_id

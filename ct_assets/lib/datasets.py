@@ -225,10 +225,12 @@ def define_training_dataset(
         )
     # The holdout starts at the event time below which the oldest (1 - fraction) of rows lie; rows
     # sharing that timestamp all go to the holdout, so the split is by time, never within an instant.
+    # That is the event time of the n_holdout-th newest row: counted from the newest end, DuckDB keeps
+    # a top-N heap of n_holdout rows rather than sorting the whole window.
     boundary = fetch_value(
         con,
-        f"SELECT {et} FROM ({base}) ORDER BY {_key_order(settings)} LIMIT 1 OFFSET $offset",
-        {**params, "offset": n - n_holdout},
+        f"SELECT {et} FROM ({base}) ORDER BY {et} DESC LIMIT 1 OFFSET $offset",
+        {**params, "offset": n_holdout - 1},
     )
     agg = fetch_one(
         con,

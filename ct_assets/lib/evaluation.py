@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from ct_assets.config import Settings
 from ct_assets.lib import gate, report
@@ -26,7 +27,7 @@ def eval_sets(
     champion: lgbm.LoadedModel | None,
 ) -> list[gate.EvalSet]:
     """The frozen golden set and the data set's recent holdout, scored by both models."""
-    frames = {"golden": read_golden(con, s, ds.golden_hash), "holdout": read_split(con, s, ds, "holdout")}
+    frames = {"golden": read_golden(con, s, ds.golden_hash), "holdout": recent_holdout(con, s, ds)}
     return [
         gate.EvalSet(
             name=name,
@@ -37,6 +38,22 @@ def eval_sets(
         )
         for name in EVAL_SETS
     ]
+
+
+def recent_holdout(con: duckdb.DuckDBPyConnection, s: Settings, ds: DatasetInfo) -> pl.DataFrame:
+    """The holdout rows the gate compares on: all of them (read and checked against the data set's
+    hash), then the newest [gate] holdout_max_rows of them, so that scoring costs do not grow with the
+    window."""
+    rows = read_split(con, s, ds, "holdout")
+    cap = s.gate.holdout_max_rows
+    return rows.tail(cap) if cap and rows.height > cap else rows
+
+
+def holdout_note(sets: list[gate.EvalSet], ds: DatasetInfo) -> str:
+    compared = next(len(x.y) for x in sets if x.name == "holdout")
+    if compared < ds.n_holdout:
+        return f"the newest {compared:,} of the {ds.n_holdout:,} holdout rows ([gate] holdout_max_rows)"
+    return f"all {ds.n_holdout:,} holdout rows"
 
 
 def gain_shares(m: lgbm.LoadedModel) -> dict[str, float]:

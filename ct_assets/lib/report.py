@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ct_assets.lib import stats
 from ct_assets.lib.gate import EvalSet, GateResult
 from ct_assets.lib.stats import as_probabilities
 
@@ -228,7 +229,8 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
 
     if result.secondary:
         out.append(
-            "<h2>Secondary metrics (paired bootstrap intervals)</h2><table><tr><th class='l'>set</th>"
+            "<h2>Secondary metrics (paired bootstrap intervals)</h2>"
+            f"<p class='muted'>{stats.BOOTSTRAP_NOTE}</p><table><tr><th class='l'>set</th>"
             "<th class='l'>metric</th><th>champion</th><th>challenger</th><th>change (+ = better)</th>"
             "<th>interval</th><th>gated at</th><th class='l'>status</th></tr>"
         )
@@ -307,6 +309,7 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
         "train_hash",
         "holdout_hash",
         "golden_hash",
+        "holdout_compared",
         "challenger_data_hash",
         "champion_data_hash",
         "code_version",
