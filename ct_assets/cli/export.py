@@ -56,7 +56,6 @@ def export_warehouse(
     previous = _manifest(folder)
     if not force and previous.get("warehouse") == str(warehouse) and previous.get("stamp") == stamp:
         return {**previous, "written": False}
-    folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     staged: list[tuple[Path, Path]] = []
     counts: dict[str, int] = {}
@@ -70,9 +69,10 @@ def export_warehouse(
                     "WHERE table_schema = 'main' AND table_type = 'BASE TABLE' ORDER BY table_name"
                 ).fetchall()
             ]
-            # Read while the connection is open; the stamp taken before it is the state these files show
-            # (no writer can change the file while this read-only connection holds it).
+            # The stamp taken now is the state these files show: no writer can change the file while
+            # this read-only connection is open.
             stamp = warehouse_stamp(warehouse)
+            folder.mkdir(parents=True, exist_ok=True)
             for table in present:
                 final = folder / f"{table}.parquet"
                 tmp = folder / f".{table}.parquet.{os.getpid()}.tmp"
