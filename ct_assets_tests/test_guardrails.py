@@ -263,9 +263,11 @@ def test_the_shipped_instance_config_monitors_runs_and_lets_one_ct_run_at_a_time
     shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
     assert shipped["run_monitoring"]["enabled"] is True
     assert {"key": CT_RUN_TAG, "limit": 1} in shipped["run_queue"]["tag_concurrency_limits"]
-    # Every CT run carries the tag the queue limits, and a max runtime run monitoring enforces.
+    # Every CT run carries the tag the queue limits. The max runtime run monitoring enforces is set by the
+    # retrain sensor on the runs the daemon launches (test_sensors checks it), never on the job, so an
+    # in-process `cycle` run is not marked failed by run monitoring while its process goes on.
     assert ct_job.tags[CT_RUN_TAG] == "true"
-    assert int(ct_job.tags["dagster/max_runtime"]) > 0
+    assert "dagster/max_runtime" not in ct_job.tags
 
 
 WORKSPACE = """load_from:

@@ -181,13 +181,27 @@ def test_the_normal_law_of_the_resample_sums_agrees_with_resampling_rows(name: s
     }
     exact = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n)
     normal = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n - 1)
-    for key in reqs:
-        e, m = exact[key], normal[key]
-        assert np.all(np.isfinite(m))
-        assert float(np.std(m)) == pytest.approx(float(np.std(e)), rel=0.12)  # 1000 resamples: ~2 % MC error
-        assert float(np.mean(m)) == pytest.approx(float(np.mean(e)), abs=0.25 * float(np.std(e)))
+    e, m = exact["all"], normal["all"]
+    assert not np.array_equal(e, m)  # drawn from the normal law, not resampled
+    assert np.all(np.isfinite(m))
+    assert float(np.std(m)) == pytest.approx(float(np.std(e)), rel=0.12)  # 1000 resamples: ~2 % MC error
+    assert float(np.mean(m)) == pytest.approx(float(np.mean(e)), abs=0.25 * float(np.std(e)))
+    # A slice is always resampled (its counts may be small): the same draws as the exact run.
+    np.testing.assert_array_equal(normal["slice"], exact["slice"])
     again = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n - 1)
     np.testing.assert_array_equal(normal["all"], again["all"])
+
+
+def test_sparse_counts_are_resampled_not_drawn_from_the_normal_law() -> None:
+    """Precision with a handful of predicted positives: a normal draw could go below zero, so the rows
+    are resampled whatever the set's size."""
+    n = 30_000
+    y, a, b = two_models(n, seed=10)
+    a = np.where(np.arange(n) < 40, 0.9, 0.1)  # 40 predicted positives
+    req = {"p": stats.PairedRequest(stats.weighted_metric("precision", 0.5), y, a, b, 1.0)}
+    exact = stats.bootstrap_differences(n, req, resamples=300, seed=4, exact_max_rows=n)
+    other = stats.bootstrap_differences(n, req, resamples=300, seed=4, exact_max_rows=10)
+    np.testing.assert_array_equal(exact["p"], other["p"])
 
 
 def test_bootstrap_with_nothing_to_do() -> None:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.assets import DATASETS
-from ct_assets.assets.budget import seconds_left
+from ct_assets.assets.budget import seconds_left, tag_run_worker
 from ct_assets.assets.ingestion import raw_deltas
 from ct_assets.assets.metadata import table
 from ct_assets.errors import DataError
@@ -28,6 +28,7 @@ def golden_dataset(
 ) -> dg.Output:
     """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
     is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
+    tag_run_worker(context)
     s = settings.load()
     if config.rebuild and not config.reason.strip():
         raise DataError("rebuilding the golden set needs a reason")
@@ -98,6 +99,7 @@ def training_dataset(
     """The training window of labelled rows (golden rows excluded), split in time order into train and
     a recent holdout. A recorded selection over the append-only warehouse; its content hash is its
     DataVersion."""
+    tag_run_worker(context)
     s = settings.load()
     if not golden_dataset:
         raise DataError("the golden set has not been built yet: materialize golden_dataset first")

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from ct_assets.assets import INGESTION
+from ct_assets.assets.budget import tag_run_worker
 from ct_assets.assets.metadata import table
 from ct_assets.lib import alerts, landing
 from ct_assets.lib.ingest import IngestReport, ingest_landed_files, utc_now
@@ -89,6 +90,7 @@ def raw_deltas(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     Each file is validated by a Great Expectations suite before the append; a failing file is moved
     to the quarantine folder whole, with a reason file beside it, while the other files go in.
     """
+    tag_run_worker(context)
     s = settings.load()
     report = ingest_landed_files(s, run_id=context.run_id)
     with connect_reader(s, wait_seconds=30) as con:

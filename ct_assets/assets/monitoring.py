@@ -9,6 +9,7 @@ import numpy as np
 from ct_assets.assets import MONITORING
 from ct_assets.assets.ingestion import raw_deltas
 from ct_assets.assets.metadata import table
+from ct_assets.errors import CtError
 from ct_assets.lib import model as lgbm
 from ct_assets.lib import monitoring, registry
 from ct_assets.lib.ingest import utc_now
@@ -34,7 +35,11 @@ def champion_performance(
             return dg.MaterializeResult(metadata={"champion": "none yet", "verdict": "nothing to score"})
         frame, newest_batch = fresh_rows(con, s, watermark)
         validation = registry.latest_validation(con, champion)
-    loaded = lgbm.load_version(s.paths.models, champion)
+    try:
+        loaded = lgbm.load_version(s.paths.models, champion)
+    except CtError as e:  # a broken champion must not fail the ingest run, nor block its replacement
+        context.log.warning(f"champion {champion} could not be scored on fresh rows: {e}")
+        return dg.MaterializeResult(metadata={"champion": champion, "verdict": f"not scored: {e}"[:500]})
     labelled = frame.filter(frame[s.columns.label].is_not_null())
     reference = None
     if validation:

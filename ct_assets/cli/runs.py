@@ -71,8 +71,9 @@ def _alive(pid: int) -> bool:
 
 
 def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs that this machine's CLI started in-process and whose process is gone (killed
-    mid-run): nothing then waits on them, and the UI tells the truth. Returns their run ids."""
+    """Mark failed the runs executed on this machine (by the CLI in-process, or by a run worker the
+    daemon launched: both are tagged with their pid and host) whose process is gone (killed mid-run):
+    nothing then waits on them, and the UI tells the truth. Returns their run ids."""
     host = socket.gethostname()
     dead = []
     for run in inst.get_runs(

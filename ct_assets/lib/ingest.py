@@ -416,7 +416,7 @@ def _ingest_one(
             )
             try:
                 _append(con, settings, batch_id, chunks, result)
-                if before is not None and result.chunks > 1 and not _same_file(before, lf.path.stat()):
+                if before is not None and result.chunks > 1 and not _same_file(before, _stat(lf.path)):
                     raise UnreadableDelta(
                         "changed while it was being ingested (a ready file must not change)"
                     )
@@ -439,6 +439,14 @@ def _ingest_one(
         landing.write_reason(target, result.reason, [o.__dict__ for o in result.outcomes if not o.success])
     landing.move(lf.path, target)
     return result
+
+
+def _stat(path: Path) -> os.stat_result:
+    """The file's stat, or UnreadableDelta when it vanished or cannot be read meanwhile."""
+    try:
+        return path.stat()
+    except OSError as e:
+        raise UnreadableDelta(f"could not be read again ({e.strerror or e})") from None
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

@@ -232,7 +232,8 @@ def _outcome(
     observed = result.get("observed_value")
     examples = result.get("partial_unexpected_list") or []
     if isinstance(exc, dict) and exc.get("raised_exception"):
-        observed_text = str(exc.get("exception_message") or "error")[:200]
+        lines = str(exc.get("exception_message") or "error").strip().splitlines() or ["error"]
+        observed_text = lines[0][:200]  # reasons stay one line
     elif etype == "expect_column_to_exist":
         observed_text = "present" if success else "missing"
     elif column.endswith(FUTURE_COLUMN_SUFFIX) and examples:

@@ -157,15 +157,15 @@ def bootstrap_differences(
 
     Every request sees the same resample weights (how often each row was drawn, with replacement),
     generated in chunks so that memory stays near 4M weights whatever n; the per-row columns of all
-    requests are stacked so that each chunk costs one matrix product. Above `exact_max_rows` rows the
-    resample sums are drawn from their normal large-sample law instead (see _normal_resample_sums),
-    which costs one pass over the rows. Deterministic for a given seed. Returns, per request, one
-    difference per resample.
+    requests are stacked so that each chunk costs one matrix product. A request over more than
+    `exact_max_rows` rows, all of them (not a slice), whose summed columns are all far from zero, has
+    its resample sums drawn from their normal large-sample law instead (see _normal_resample_sums),
+    which costs one pass over the rows; slices and sparse counts (few predicted positives, say) are
+    always resampled. Deterministic for a given seed. Returns, per request, one difference per resample.
     """
     if n == 0 or resamples < 2 or not requests:
         return {k: np.array([]) for k in requests}
-    blocks, layout = [], {}
-    col = 0
+    groups: dict[bool, tuple[list[np.ndarray], dict]] = {True: ([], {}), False: ([], {})}
     for key, r in requests.items():
         metric = r.metric if isinstance(r.metric, LinearMetric) else None
         if metric is None:
@@ -173,27 +173,42 @@ def bootstrap_differences(
         a, b = metric.columns(r.y, r.challenger), metric.columns(r.y, r.champion)
         weight = np.ones((len(r.y), 1), dtype=np.float32)
         block = np.concatenate([a, b, weight], axis=1)
+        normal = r.mask is None and n > exact_max_rows and _dense(metric, a, b)
         if r.mask is not None:  # scatter the slice's rows into full-length columns, zero elsewhere
             full = np.zeros((n, block.shape[1]), dtype=np.float32)
             full[r.mask] = block
             block = full
+        blocks, layout = groups[normal]
+        layout[key] = (sum(x.shape[1] for x in blocks), a.shape[1], metric, r.sign)
         blocks.append(block)
-        layout[key] = (col, a.shape[1], metric, r.sign)
-        col += block.shape[1]
-    columns = np.ascontiguousarray(np.concatenate(blocks, axis=1))
     out: dict[str, list[np.ndarray]] = {k: [] for k in requests}
-    sum_draws: Iterable[np.ndarray] = (
-        [_normal_resample_sums(columns, resamples, seed)]
-        if n > exact_max_rows
-        else _exact_resample_sums(columns, resamples, seed)
-    )
-    for sums in sum_draws:
-        for key, (c0, width, metric, sign) in layout.items():
-            weight = sums[:, c0 + 2 * width]
-            ch = metric.combine(sums[:, c0 : c0 + width], weight)
-            cp = metric.combine(sums[:, c0 + width : c0 + 2 * width], weight)
-            out[key].append(sign * (ch - cp))
+    for normal, (blocks, layout) in groups.items():
+        if not blocks:
+            continue
+        columns = np.ascontiguousarray(np.concatenate(blocks, axis=1))
+        sum_draws: Iterable[np.ndarray] = (
+            [_normal_resample_sums(columns, resamples, seed)]
+            if normal
+            else _exact_resample_sums(columns, resamples, seed)
+        )
+        for sums in sum_draws:
+            for key, (c0, width, metric, sign) in layout.items():
+                weight = sums[:, c0 + 2 * width]
+                ch = metric.combine(sums[:, c0 : c0 + width], weight)
+                cp = metric.combine(sums[:, c0 + width : c0 + 2 * width], weight)
+                out[key].append(sign * (ch - cp))
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+NORMAL_MIN_COUNT = 1000  # counts (true, predicted positives) below this are resampled, not drawn normal
+
+
+def _dense(metric: LinearMetric, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the normal law of the resample sums is safe for this metric: counts (precision, recall,
+    F1) must be large, so that a normal draw cannot go near zero or below."""
+    if metric.name not in ("precision", "recall", "f1"):
+        return True
+    return bool(min(a.sum(axis=0).min(), b.sum(axis=0).min()) >= NORMAL_MIN_COUNT)
 
 
 def _exact_resample_sums(columns: np.ndarray, resamples: int, seed: int) -> Iterator[np.ndarray]:

@@ -109,7 +109,8 @@ def _close_leaving_trigger_snapshot(con: duckdb.DuckDBPyConnection, settings: Se
         inputs = triggers.read_trigger_inputs(con)
     except duckdb.Error:
         inputs = None  # a warehouse being initialised: the sensor reads DuckDB until the next write
-    con.close()
+    finally:
+        con.close()
     if inputs is not None:
         with contextlib.suppress(OSError):
             triggers.write_snapshot(settings, inputs, triggers.warehouse_stamp(settings.paths.warehouse))
