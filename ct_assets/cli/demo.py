@@ -56,6 +56,10 @@ def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows:
         flush=True,
     )
     server = subprocess.Popen(cmd, env=dict(os.environ), start_new_session=True)
+    # The server runs in its own session (Ctrl-C reaches it through us): on SIGTERM or SIGHUP, exit
+    # through the `finally` below so that it is stopped too, never left running without us.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     fed = 0
     try:
         while batches <= 0 or fed < batches:
