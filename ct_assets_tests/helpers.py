@@ -1,5 +1,6 @@
 """Helpers shared by the Dagster-level tests: a small fast configuration and an in-process job run."""
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,3 +41,23 @@ def run(
         run_config=run_config,
         asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
     )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

@@ -27,7 +27,7 @@ from ct_assets.lib import datasets, registry
 from ct_assets.lib.ingest import ingest_landed_files, utc_now
 from ct_assets.lib.simulator import SimulationOptions, simulate
 from ct_assets.lib.warehouse import connect_reader, connect_writer, init_warehouse, transaction, writer_lock
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers import descendants, run, small
 
 CT_STEPS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
 
@@ -277,29 +277,9 @@ WORKSPACE = """load_from:
 """
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _stop(proc: subprocess.Popen[Any]) -> None:
     """Stop the daemon and everything it started (code server, run workers), by their ids."""
-    family = [proc.pid, *_descendants(proc.pid)]
+    family = [proc.pid, *descendants(proc.pid)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in family:
             with contextlib.suppress(ProcessLookupError):

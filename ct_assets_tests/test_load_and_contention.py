@@ -51,7 +51,7 @@ from ct_assets.lib import landing
 from ct_assets.lib.ingest import ingest_landed_files
 from ct_assets.lib.simulator import SimulationOptions, generate_rows, simulate
 from ct_assets.lib.warehouse import connect_reader, init_warehouse
-from ct_assets_tests.helpers import small
+from ct_assets_tests.helpers import descendants, small
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,29 +93,9 @@ def report(title: str, figures: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ processes
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def stop_family(proc: subprocess.Popen[Any]) -> None:
     """Stop a process started in its own session, its process group and every descendant, by id."""
-    family = [proc.pid, *_descendants(proc.pid)]
+    family = [proc.pid, *descendants(proc.pid)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
