@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from ct_assets.cli.runs import failure_message
+from ct_assets.cli.runs import create_instance_storage, failure_message
 from ct_assets.config import Settings
 from ct_assets.lib import datasets, registry
 from ct_assets.lib.ingest import ingest_landed_files, utc_now
@@ -330,6 +330,7 @@ def test_a_daemon_launched_ct_run_over_its_max_runtime_is_cancelled_by_run_monit
     assert shipped["run_monitoring"]["enabled"] is True
     shipped["run_monitoring"]["poll_interval_seconds"] = 1
     (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
+    create_instance_storage(home)  # before the daemon and the launch, which would race to create it
     (project / "workspace.yaml").write_text(WORKSPACE)
     (project / "tmp").mkdir()
     env = {

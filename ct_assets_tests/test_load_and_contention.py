@@ -44,6 +44,7 @@ import yaml
 from dagster._core.scheduler.instigation import TickStatus
 
 from ct_assets.cli.export import export_warehouse
+from ct_assets.cli.runs import create_instance_storage
 from ct_assets.config import Settings
 from ct_assets.errors import ConfigError, WarehouseBusy
 from ct_assets.jobs import BATCH_TAG
@@ -153,6 +154,7 @@ def write_instance_config(home: Path) -> None:
     shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
     shipped.setdefault("run_queue", {})["dequeue_interval_seconds"] = 1
     (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
+    create_instance_storage(home)  # before the daemon and the web server, which would race to create it
 
 
 @contextlib.contextmanager

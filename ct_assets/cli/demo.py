@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ct_assets.cli.runs import ensure_dagster_home
+from ct_assets.cli.runs import create_instance_storage, ensure_dagster_home
 from ct_assets.config import Settings
 from ct_assets.lib.simulator import SimulationOptions, simulate
 from ct_assets.lib.warehouse import init_warehouse
@@ -49,6 +49,7 @@ def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
 def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows: int, batches: int) -> int:
     init_warehouse(settings)
     home = ensure_dagster_home()
+    create_instance_storage(home)
     cmd = dagster_dev_command(host, port, _workspace(home))
     print(f"starting the Dagster web UI and daemon: http://{host}:{port}  (DAGSTER_HOME={home})", flush=True)
     print(

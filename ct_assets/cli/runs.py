@@ -35,6 +35,14 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def create_instance_storage(home: Path) -> None:
+    """Create the instance's SQLite storage at `home` once, before processes that share it start
+    together: a daemon and a `dagster job launch` (or the web UI) that both find no schema race to
+    create it, and the loser fails in alembic's revision check."""
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
 def instance() -> dg.DagsterInstance:
     ensure_dagster_home()
     return dg.DagsterInstance.get()
