@@ -70,7 +70,7 @@ def main() -> int:
     for i in range(args.seeds):
         challenger = fit(1000 + i, f"v{i + 2:04d}")
         with connect_writer(s) as con:
-            sets = eval_sets(s, con, ds, challenger, champion)
+            sets = eval_sets(s, con, ds, challenger, champion).sets
         t = time.perf_counter()
         result = gate.evaluate(s, sets)
         gate_seconds.append(time.perf_counter() - t)

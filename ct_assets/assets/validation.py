@@ -76,7 +76,8 @@ def validation_report(
     with connect_writer(s) as con:
         champion_version = registry.champion(con)
         champion = lgbm.load_version(s.paths.models, champion_version) if champion_version else None
-        sets = evaluation.eval_sets(s, con, ds, challenger, champion)
+        data = evaluation.eval_sets(s, con, ds, challenger, champion)
+    sets = data.sets
     result = gate.evaluate(s, sets)
     now = utc_now()
     meta = {
@@ -89,6 +90,9 @@ def validation_report(
         "holdout_hash": ds.holdout_hash,
         "golden_hash": ds.golden_hash,
         "holdout_compared": evaluation.holdout_note(sets, ds),
+        "champion_scores_reused": f"{data.champion_scores_reused:,} of {data.rows:,} rows"
+        if champion
+        else "no champion",
         "challenger_data_hash": challenger.card.get("data_hash"),
         "champion_data_hash": champion.card.get("data_hash") if champion else None,
         "code_version": challenger.card.get("code_version"),
@@ -172,6 +176,7 @@ def validation_report(
             "champion_version": champion_version or "none",
             "primary_metric": s.primary_metric,
             "slice_confidence": result.slice_confidence_note,
+            "champion_scores_reused": meta["champion_scores_reused"],
             "comparison": table(rows, COMPARISON_COLUMNS),
             "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
             "decision_flips": dg.MetadataValue.json(result.flips),

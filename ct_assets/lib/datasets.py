@@ -188,8 +188,13 @@ def build_golden(
     return GoldenInfo(ghash, int(count), max_batch, slice_counts, now, reused=bool(exists))
 
 
-def read_golden(con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str) -> pl.DataFrame:
+def read_golden(
+    con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str, *, with_row_hashes: bool = False
+) -> pl.DataFrame:
+    """The rows of a golden set in canonical order (with their `_row_hash` column when asked)."""
     names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    if with_row_hashes:
+        names += ", _row_hash"
     return con.sql(
         f"SELECT {names} FROM golden_rows WHERE _golden_hash = ? ORDER BY {_key_order(settings)}",
         params=[golden_hash],
@@ -349,8 +354,10 @@ def read_split(
     part: str,
     *,
     recompute_hashes: bool = False,
+    with_row_hashes: bool = False,
 ) -> pl.DataFrame:
-    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow).
+    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow)
+    (with their `_row_hash` column when asked).
 
     The rows read are hashed and compared with the hash recorded for that part, so a data set whose
     rows changed is refused rather than silently used. By default the stored per-row hashes are summed
@@ -386,7 +393,7 @@ def read_split(
             f"data set {ds.dataset_hash}: the {part} rows read ({frame.height} rows, hash {got}) differ from the "
             f"recorded ones ({expected_rows} rows, hash {expected_hash}): the warehouse rows behind it changed"
         )
-    return frame.drop("_row_hash")
+    return frame if with_row_hashes else frame.drop("_row_hash")
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ct_assets.config import Settings
-from ct_assets.lib import gate, report
+from ct_assets.lib import gate, report, score_cache
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo, read_golden, read_split
 
 EVAL_SETS = ("golden", "holdout")
+
+
+@dataclass
+class EvalData:
+    """The evaluation sets of one validation, and how many champion scores came from its cache."""
+
+    sets: list[gate.EvalSet]
+    champion_scores_reused: int
+    rows: int
 
 
 def eval_sets(
@@ -25,26 +35,50 @@ def eval_sets(
     ds: DatasetInfo,
     challenger: lgbm.LoadedModel,
     champion: lgbm.LoadedModel | None,
-) -> list[gate.EvalSet]:
-    """The frozen golden set and the data set's recent holdout, scored by both models."""
-    frames = {"golden": read_golden(con, s, ds.golden_hash), "holdout": recent_holdout(con, s, ds)}
-    return [
+) -> EvalData:
+    """The frozen golden set and the data set's recent holdout, scored by both models.
+
+    The champion's scores on rows it was scored on at its last validation are reused (score_cache);
+    afterwards both models' scores on these rows are kept for the next validation.
+    """
+    frames = {
+        "golden": read_golden(con, s, ds.golden_hash, with_row_hashes=True),
+        "holdout": recent_holdout(con, s, ds, with_row_hashes=True),
+    }
+    hashes = [frames[name][score_cache.HASH_COLUMN].to_numpy() for name in EVAL_SETS]
+    challenger_scores = [challenger.predict(frames[name]) for name in EVAL_SETS]
+    champion_scores: list[np.ndarray | None] = [None] * len(EVAL_SETS)
+    reused = 0
+    if champion is not None:
+        scored = [score_cache.score(champion, frames[name], s.paths.state) for name in EVAL_SETS]
+        champion_scores = [x.scores for x in scored]
+        reused = sum(x.reused for x in scored)
+    keep = {challenger.version}
+    score_cache.save(s.paths.state, challenger, hashes, challenger_scores)
+    if champion is not None:
+        keep.add(champion.version)
+        score_cache.save(s.paths.state, champion, hashes, [x for x in champion_scores if x is not None])
+    score_cache.prune(s.paths.state, keep)
+    sets = [
         gate.EvalSet(
             name=name,
             y=lgbm.labels(frames[name], s),
             slices={c: frames[name][c].fill_null("(null)").to_numpy() for c in s.columns.slices},
-            challenger=challenger.predict(frames[name]),
-            champion=champion.predict(frames[name]) if champion is not None else None,
+            challenger=challenger_scores[i],
+            champion=champion_scores[i],
         )
-        for name in EVAL_SETS
+        for i, name in enumerate(EVAL_SETS)
     ]
+    return EvalData(sets, reused, sum(len(h) for h in hashes))
 
 
-def recent_holdout(con: duckdb.DuckDBPyConnection, s: Settings, ds: DatasetInfo) -> pl.DataFrame:
+def recent_holdout(
+    con: duckdb.DuckDBPyConnection, s: Settings, ds: DatasetInfo, *, with_row_hashes: bool = False
+) -> pl.DataFrame:
     """The holdout rows the gate compares on: all of them (read and checked against the data set's
     hash), then the newest [gate] holdout_max_rows of them, so that scoring costs do not grow with the
     window."""
-    rows = read_split(con, s, ds, "holdout")
+    rows = read_split(con, s, ds, "holdout", with_row_hashes=with_row_hashes)
     cap = s.gate.holdout_max_rows
     return rows.tail(cap) if cap and rows.height > cap else rows
 

@@ -22,7 +22,7 @@ from scipy.stats import norm
 
 from ct_assets.config import SECONDARY_METRICS, Settings
 from ct_assets.lib import stats
-from ct_assets.lib.metrics import all_metrics, improvement, meets_floor
+from ct_assets.lib.metrics import all_metrics, improvement, meets_floor, metric_value
 
 SANITY_CHECK = "challenger_predictions_sane"
 FLOOR_CHECK = "challenger_above_floor"
@@ -144,17 +144,18 @@ def _paired(
     threshold: float,
     boot: np.ndarray | None,
 ) -> _Diff:
-    """Point difference of the primary metric and its standard error: DeLong for ROC AUC, the
-    standard deviation of the bootstrap differences `boot` otherwise."""
-    ch = all_metrics(y, challenger, threshold)[metric]
-    cp = all_metrics(y, champion, threshold)[metric]
+    """Point difference of the primary metric and its standard error: DeLong for ROC AUC (which gives
+    both AUCs on the way), the standard deviation of the bootstrap differences `boot` otherwise."""
+    if metric == "roc_auc" and (d := stats.delong(y, challenger, champion)) is not None:
+        delta = improvement(metric, d.challenger_auc, d.champion_auc)
+        se = d.se if math.isfinite(d.se) else None
+        return _Diff(d.challenger_auc, d.champion_auc, delta, None if math.isnan(delta) else se)
+    ch = metric_value(metric, y, challenger, threshold)
+    cp = metric_value(metric, y, champion, threshold)
     delta = improvement(metric, ch, cp)
-    if math.isnan(delta):
+    if math.isnan(delta) or metric == "roc_auc":  # DeLong needs two rows of each class
         return _Diff(ch, cp, delta, None)
-    if metric == "roc_auc":
-        se = stats.delong_se(y, challenger, champion)
-    else:
-        se = float(np.nanstd(boot, ddof=1)) if boot is not None and len(boot) > 1 else None
+    se = float(np.nanstd(boot, ddof=1)) if boot is not None and len(boot) > 1 else None
     return _Diff(ch, cp, delta, se if se is not None and math.isfinite(se) else None)
 
 
@@ -252,7 +253,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
                     Comparison(s.name, label, n, pos, math.nan, g.slice_tolerance, "insufficient")
                 )
             elif s.champion is None:
-                value_ch = all_metrics(y, s.challenger[mask], thr)[metric]
+                value_ch = metric_value(metric, y, s.challenger[mask], thr)
                 comparisons.append(
                     Comparison(s.name, label, n, pos, value_ch, g.slice_tolerance, "no_champion")
                 )
@@ -357,7 +358,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
 def _overall(s: EvalSet, metric: str, thr: float, boot: np.ndarray | None, settings: Settings) -> Comparison:
     g = settings.gate
     rows, pos = len(s.y), int(np.sum(s.y))
-    value = all_metrics(s.y, s.challenger, thr)[metric]
+    value = metric_value(metric, s.y, s.challenger, thr)
     if s.champion is None:
         return Comparison(s.name, "overall", rows, pos, value, g.tolerance, "no_champion")
     d = _paired(metric, s.y, s.challenger, s.champion, thr, boot)

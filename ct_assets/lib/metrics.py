@@ -46,6 +46,17 @@ def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, fl
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
+def metric_value(name: str, y: np.ndarray, p: np.ndarray, threshold: float) -> float:
+    """One metric by its config name (what `all_metrics(...)[name]` gives, without computing the others)."""
+    if name == "roc_auc":
+        return roc_auc(y, p)
+    if name == "log_loss":
+        return log_loss(y, p)
+    if name == "brier":
+        return brier(y, p)
+    return at_threshold(y, p, threshold)[name]
+
+
 def all_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     """Every reported metric, by its config name."""
     return {

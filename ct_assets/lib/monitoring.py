@@ -31,9 +31,17 @@ def feature_profile(frame: pl.DataFrame, settings: Settings) -> dict[str, dict[s
         col = frame[f.name]
         if f.kind == "numeric":
             arr = col.cast(pl.Float64).to_numpy()
-            arr = arr[np.isfinite(arr)]
-            edges = sorted({float(x) for x in np.quantile(arr, np.linspace(0.1, 0.9, 9))}) if len(arr) else []
-            out[f.name] = {"kind": "numeric", "edges": edges, "shares": _numeric_shares(col, edges)}
+            finite = np.sort(arr[np.isfinite(arr)])  # one sort gives the deciles and the bin counts
+            edges = (
+                sorted({float(x) for x in np.quantile(finite, np.linspace(0.1, 0.9, 9))})
+                if len(finite)
+                else []
+            )
+            out[f.name] = {
+                "kind": "numeric",
+                "edges": edges,
+                "shares": _shares_of_sorted(finite, edges, len(arr)),
+            }
         else:
             counts = col.cast(pl.String).fill_null(NULL_BIN).value_counts()
             out[f.name] = {
@@ -46,11 +54,16 @@ def feature_profile(frame: pl.DataFrame, settings: Settings) -> dict[str, dict[s
 def _numeric_shares(col: pl.Series, edges: list[float]) -> list[float]:
     """Shares of rows in each bin (-inf, e1], (e1, e2], ..., (ek, inf), then the null/NaN bin."""
     arr = col.cast(pl.Float64).to_numpy()
-    n = max(len(arr), 1)
-    missing = ~np.isfinite(arr)
-    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), arr[~missing], side="left")
-    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
-    return [float(c) / n for c in counts] + [float(missing.sum()) / n]
+    return _shares_of_sorted(np.sort(arr[np.isfinite(arr)]), edges, len(arr))
+
+
+def _shares_of_sorted(finite: np.ndarray, edges: list[float], rows: int) -> list[float]:
+    """_numeric_shares from the sorted finite values and the row count (the rest are null or NaN)."""
+    n = max(rows, 1)
+    # Rows at or below each edge, by binary search of the few edges in the sorted values.
+    at_or_below = np.searchsorted(finite, np.asarray(edges, dtype=np.float64), side="right")
+    counts = np.diff(np.concatenate([[0], at_or_below, [len(finite)]]))
+    return [float(c) / n for c in counts] + [float(rows - len(finite)) / n]
 
 
 def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) -> float:

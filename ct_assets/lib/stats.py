@@ -41,35 +41,41 @@ class Interval:
 def _midrank_components(scores: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray, float]:
     """DeLong's structural components for one model (positives first in `scores`): for each positive,
     the share of negatives scored below it (ties count half); for each negative, the share of
-    positives scored above it. Two sorts and binary searches, the same values as midranks give."""
+    positives scored above it. Two sorts and binary searches, the same values as midranks give; the
+    searches take sorted queries (far faster than scattered ones) and the results go back to row order."""
     pos, neg = scores[:n_pos], scores[n_pos:]
     n_neg = len(neg)
-    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
-    below = np.searchsorted(neg_sorted, pos, side="left")
-    tied = np.searchsorted(neg_sorted, pos, side="right") - below
-    v10 = (below + 0.5 * tied) / n_neg
-    above = n_pos - np.searchsorted(pos_sorted, neg, side="right")
-    tied = np.searchsorted(pos_sorted, neg, side="right") - np.searchsorted(pos_sorted, neg, side="left")
-    v01 = (above + 0.5 * tied) / n_pos
+    pos_order, neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
+    pos_sorted, neg_sorted = pos[pos_order], neg[neg_order]
+    below = np.searchsorted(neg_sorted, pos_sorted, side="left")
+    tied = np.searchsorted(neg_sorted, pos_sorted, side="right") - below
+    v10 = np.empty(n_pos)
+    v10[pos_order] = (below + 0.5 * tied) / n_neg
+    left = np.searchsorted(pos_sorted, neg_sorted, side="left")
+    right = np.searchsorted(pos_sorted, neg_sorted, side="right")
+    v01 = np.empty(n_neg)
+    v01[neg_order] = (n_pos - right + 0.5 * (right - left)) / n_pos
     auc = float(v10.mean())
     return v10, v01, auc
 
 
-def delong_se(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> float | None:
-    """Standard error of AUC(challenger) - AUC(champion) by DeLong (None when a class has < 2 rows)."""
-    iv = delong_difference(y, challenger, champion, 0.6826894921370859)  # +-1 standard error
-    return None if not iv.lower_is_finite else (iv.high - iv.low) / 2
+@dataclass(frozen=True)
+class DeLong:
+    """Both models' ROC AUC on the same rows and the standard error of their difference."""
+
+    challenger_auc: float
+    champion_auc: float
+    se: float
 
 
-def delong_difference(
-    y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, confidence: float
-) -> Interval:
-    """AUC(challenger) - AUC(champion) with DeLong's paired variance (O(n log n))."""
+def delong(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> DeLong | None:
+    """ROC AUC of both models and DeLong's paired standard error of AUC(challenger) - AUC(champion),
+    in O(n log n); None when a class has fewer than 2 rows."""
     y = np.asarray(y).astype(bool)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos < 2 or n_neg < 2:
-        return Interval(math.nan, math.nan, math.nan, confidence, "delong")
+        return None
     order = np.concatenate([np.flatnonzero(y), np.flatnonzero(~y)])
     a10, a01, auc_a = _midrank_components(np.asarray(challenger)[order], n_pos)
     b10, b01, auc_b = _midrank_components(np.asarray(champion)[order], n_pos)
@@ -77,8 +83,24 @@ def delong_difference(
     s01 = np.cov(np.vstack([a01, b01]))
     cov = s10 / n_pos + s01 / n_neg
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    diff = auc_a - auc_b
-    half = float(norm.ppf(0.5 + confidence / 2)) * math.sqrt(max(var, 0.0))
+    return DeLong(auc_a, auc_b, math.sqrt(max(var, 0.0)))
+
+
+def delong_se(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> float | None:
+    """Standard error of AUC(challenger) - AUC(champion) by DeLong (None when a class has < 2 rows)."""
+    d = delong(y, challenger, champion)
+    return None if d is None else d.se
+
+
+def delong_difference(
+    y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, confidence: float
+) -> Interval:
+    """AUC(challenger) - AUC(champion) with DeLong's paired variance, as a two-sided interval."""
+    d = delong(y, challenger, champion)
+    if d is None:
+        return Interval(math.nan, math.nan, math.nan, confidence, "delong")
+    diff = d.challenger_auc - d.champion_auc
+    half = float(norm.ppf(0.5 + confidence / 2)) * d.se
     return Interval(diff, diff - half, diff + half, confidence, "delong")
 
 

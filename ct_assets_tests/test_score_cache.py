@@ -1,0 +1,118 @@
+"""The champion's cached scores: reused only for the same rows and the same model file, and the gate
+sees exactly the scores a fresh prediction gives."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from ct_assets.config import Settings
+from ct_assets.errors import RegistryError
+from ct_assets.lib import model as lgbm
+from ct_assets.lib import score_cache
+from ct_assets.lib.datasets import active_golden, read_golden
+from ct_assets.lib.ingest import ingest_landed_files
+from ct_assets.lib.metrics import all_metrics
+from ct_assets.lib.simulator import SimulationOptions, simulate
+from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets_tests.helpers import run, small
+from ct_assets_tests.test_model_and_gate import SMALL, churn_frame
+
+
+@pytest.fixture
+def scored(make_settings: Callable[..., Settings]) -> tuple[Settings, lgbm.LoadedModel, pl.DataFrame]:
+    settings = make_settings(training=SMALL)
+    frame = churn_frame(2000, seed=3)
+    folder, _ = lgbm.save(lgbm.train(frame, settings), settings.paths.models, "v0001", {})
+    rows = frame.with_columns(pl.col("row_id").hash(7).alias(score_cache.HASH_COLUMN))
+    return settings, lgbm.load(folder), rows
+
+
+def test_cached_scores_are_the_fresh_scores_and_only_new_rows_are_scored(
+    scored: tuple[Settings, lgbm.LoadedModel, pl.DataFrame],
+) -> None:
+    settings, model, rows = scored
+    state = settings.paths.state
+    first, later = rows[:1500], rows[500:]  # the next holdout: 1,000 rows seen, 500 new
+    assert score_cache.score(model, first, state).reused == 0  # nothing cached yet
+    score_cache.save(state, model, [first[score_cache.HASH_COLUMN].to_numpy()], [model.predict(first)])
+
+    again = score_cache.score(model, later, state)
+    assert again.reused == 1000
+    np.testing.assert_array_equal(again.scores, model.predict(later))  # in the frame's order, exactly
+
+
+def test_a_cache_of_another_model_file_or_a_torn_file_is_ignored(
+    scored: tuple[Settings, lgbm.LoadedModel, pl.DataFrame],
+) -> None:
+    settings, model, rows = scored
+    state = settings.paths.state
+    wrong = np.full(rows.height, 0.123)
+    score_cache.save(state, model, [rows[score_cache.HASH_COLUMN].to_numpy()], [wrong])
+    assert score_cache.score(model, rows, state).reused == rows.height  # the file is used as it is...
+
+    # ...but not once the model file is another one (same version name, other SHA-256).
+    model.card["model_sha256"] = "0" * 64
+    other = score_cache.score(model, rows, state)
+    assert other.reused == 0
+    np.testing.assert_array_equal(other.scores, model.predict(rows))
+
+    path = score_cache.cache_path(state, model.version)
+    path.write_bytes(path.read_bytes()[:100])  # torn
+    torn = score_cache.score(model, rows, state)
+    assert torn.reused == 0
+    np.testing.assert_array_equal(torn.scores, model.predict(rows))
+
+
+def test_prune_keeps_only_the_named_models_and_removes_temporary_files(tmp_path: Path) -> None:
+    folder = tmp_path / score_cache.FOLDER
+    folder.mkdir()
+    for name in ("v0001.parquet", "v0002.parquet", "v0003.parquet", ".v0004.parquet.99.tmp"):
+        (folder / name).write_bytes(b"x")
+    score_cache.prune(tmp_path, {"v0002", "v0003"})
+    assert sorted(p.name for p in folder.iterdir()) == ["v0002.parquet", "v0003.parquet"]
+
+
+def test_pathlike_versions_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="not a model version"):
+        score_cache.cache_path(tmp_path, "../v0001")
+
+
+@pytest.mark.slow
+def test_the_next_cycle_reuses_the_champions_scores_and_gates_on_the_same_figures(
+    make_settings: Callable[..., Settings], instance: dg.DagsterInstance
+) -> None:
+    settings = make_settings(**small())
+    init_warehouse(settings)
+    simulate(settings, SimulationOptions(batches=3, rows=4000, seed=7))
+    assert run(instance, "ingest_job").success
+    assert run(instance, "ct_job").success  # v0001, the champion
+
+    simulate(settings, SimulationOptions(batches=1, rows=1500, seed=8))
+    ingest_landed_files(settings)
+    second = run(instance, "ct_job")  # v0002 against v0001, on a holdout that moved forward
+    assert second.success, [e.message for e in second.all_events if e.is_failure]
+    (mat,) = second.asset_materializations_for_node("validation_report")
+    reused_text = str(mat.metadata["champion_scores_reused"].value)
+    reused, _, total, _ = reused_text.replace(",", "").split()  # "<reused> of <total> rows"
+    assert 0 < int(reused) < int(total)  # the golden set and the older holdout rows came from the cache
+
+    # The figures the gate used for the champion are those of a fresh prediction.
+    report = json.loads((settings.paths.reports / "v0002.json").read_text())
+    with connect_reader(settings) as con:
+        golden = active_golden(con)
+        assert golden is not None
+        frame = read_golden(con, settings, golden.golden_hash)
+    fresh = all_metrics(
+        lgbm.labels(frame, settings),
+        lgbm.load_version(settings.paths.models, "v0001").predict(frame),
+        settings.decision_threshold,
+    )
+    for name, value in fresh.items():
+        assert report["metrics"]["golden"]["champion"][name] == pytest.approx(value, abs=1e-12), name
+    cached = sorted(p.name for p in (settings.paths.state / score_cache.FOLDER).iterdir())
+    assert cached == ["v0001.parquet", "v0002.parquet"]
