@@ -173,60 +173,71 @@ def child_ingest(rows: int) -> None:
     _emit({"seconds": seconds, "rows": report.rows_appended})
 
 
-def child_sensor_tick(watermark: str, ticks: int) -> None:
-    """Evaluate the retrain sensor `ticks` times with a champion whose watermark is recent or old."""
+def child_sensor_tick(roots: list[str], ticks: int) -> None:
+    """Evaluate the retrain sensor on every project in `roots` (one per warehouse size), round-robin so
+    that all sizes see the same machine noise: with a champion whose watermark is recent, then old;
+    each on the trigger-input snapshot and on the DuckDB fallback (snapshot removed before each tick)."""
     import dagster as dg
 
     from ct_assets.config import load_settings
     from ct_assets.lib import registry
     from ct_assets.lib.ingest import utc_now
+    from ct_assets.lib.triggers import snapshot_path
     from ct_assets.lib.warehouse import connect_writer
     from ct_assets.resources import SettingsResource
     from ct_assets.sensors import retrain_sensor
 
-    s = load_settings()
-    with connect_writer(s) as con:
-        newest = int(con.execute("SELECT max(batch_id) FROM ingest_log").fetchall()[0][0])
-        mark = newest - 1 if watermark == "recent" else 1
-        version = f"v{9000 + mark:04d}"
-        if registry.model(con, version) is None:
-            registry.record_model(
+    def promote(root: str, watermark: str) -> int:
+        os.chdir(root)
+        s = load_settings(Path(root) / "bench.toml")
+        with connect_writer(s) as con:
+            newest = int(con.execute("SELECT max(batch_id) FROM ingest_log").fetchall()[0][0])
+            mark = newest - 1 if watermark == "recent" else 1
+            version = f"v{9000 + mark:04d}"
+            if registry.model(con, version) is None:
+                registry.record_model(
+                    con,
+                    registry.ModelRecord(
+                        version, utc_now(), "bench", "bench", {}, 0, 0, 0.0, mark, utc_now(), "", None
+                    ),
+                )
+            registry.record(
                 con,
-                registry.ModelRecord(
-                    version, utc_now(), "bench", "bench", {}, 0, 0, 0.0, mark, utc_now(), "", None
-                ),
+                action="promoted",
+                version=version,
+                champion_after=version,
+                now=utc_now(),
+                reason="bench watermark",
             )
-        registry.record(
-            con,
-            action="promoted",
-            version=version,
-            champion_after=version,
-            now=utc_now(),
-            reason="bench watermark",
-        )
-    from ct_assets.lib.triggers import snapshot_path
+        return mark
 
-    def ticks_ms(drop_snapshot: bool) -> list[float]:
-        times = []
-        with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
+    out: list[dict] = []
+    with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
+        for watermark in ("recent", "old"):
+            marks = {root: promote(root, watermark) for root in roots}
+            times: dict[tuple[str, bool], list[float]] = {(r, d): [] for r in roots for d in (False, True)}
             for _ in range(ticks):
-                if drop_snapshot:  # as after a write by another tool: the sensor must open DuckDB
-                    snapshot_path(s).unlink(missing_ok=True)
-                ctx = dg.build_sensor_context(instance=instance, resources={"settings": SettingsResource()})
-                t = time.perf_counter()
-                retrain_sensor(ctx)
-                times.append((time.perf_counter() - t) * 1000)
-        return times
-
-    fallback = ticks_ms(drop_snapshot=True)
-    normal = ticks_ms(drop_snapshot=False)
-    _emit(
-        {
-            "median_ms": statistics.median(normal),
-            "fallback_ms": statistics.median(fallback),
-            "watermark_batch": mark,
-        }
-    )
+                for drop_snapshot in (False, True):
+                    for root in roots:
+                        os.chdir(root)
+                        resource = SettingsResource(config_file=str(Path(root) / "bench.toml"))
+                        if drop_snapshot:  # as after a write by another tool: the sensor must open DuckDB
+                            snapshot_path(resource.load()).unlink(missing_ok=True)
+                        ctx = dg.build_sensor_context(instance=instance, resources={"settings": resource})
+                        t = time.perf_counter()
+                        retrain_sensor(ctx)
+                        times[(root, drop_snapshot)].append((time.perf_counter() - t) * 1000)
+            for root in roots:
+                out.append(
+                    {
+                        "root": root,
+                        "watermark": watermark,
+                        "watermark_batch": marks[root],
+                        "median_ms": statistics.median(times[(root, False)]),
+                        "fallback_ms": statistics.median(times[(root, True)]),
+                    }
+                )
+    _emit({"ticks": out})
 
 
 def child_cycle(runs: int, new_rows: int) -> None:
@@ -378,20 +389,25 @@ CHILDREN = {
 
 
 def bench_ingest(work: Path, histories: list[int], delta: int, repeats: int) -> list[dict]:
-    out = []
+    envs = {}
     for h in histories:
         root = work / f"ingest_{h}"
-        env = _project(root)
-        _child("history", root, env, rows=h, batches=max(1, h // 500_000))
-        runs = [_child("ingest", root, env, rows=delta) for _ in range(repeats)]
-        med = statistics.median(r["seconds"] for r in runs)
+        envs[h] = (root, _project(root))
+        _child("history", root, envs[h][1], rows=h, batches=max(1, h // 500_000))
+    runs: dict[int, list[dict]] = {h: [] for h in histories}
+    for _ in range(repeats):  # alternate between the warehouses: they share the machine's noise
+        for h in histories:
+            runs[h].append(_child("ingest", envs[h][0], envs[h][1], rows=delta))
+    out = []
+    for h in histories:
+        med = statistics.median(r["seconds"] for r in runs[h])
         out.append(
             {
                 "history_rows": h,
                 "delta_rows": delta,
                 "median_s": med,
                 "rows_per_s": delta / med,
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[h]),
             }
         )
         print(f"ingest: {delta} rows into {h}: {med:.2f} s ({delta / med:,.0f} rows/s)", flush=True)
@@ -399,26 +415,31 @@ def bench_ingest(work: Path, histories: list[int], delta: int, repeats: int) -> 
 
 
 def bench_sensor(work: Path, sizes: list[int], ticks: int) -> list[dict]:
-    out = []
+    roots = {}
     for size in sizes:
         root = work / f"sensor_{size}"
         env = _project(root)
         _child("history", root, env, rows=size, batches=max(2, size // 250_000))
-        for mark in ("recent", "old"):
-            r = _child("sensor_tick", root, env, watermark=mark, ticks=ticks)
-            out.append(
-                {
-                    "warehouse_rows": size,
-                    "watermark": mark,
-                    "median_ms": r["median_ms"],
-                    "fallback_ms": r["fallback_ms"],
-                }
-            )
-            print(
-                f"sensor tick: {size} rows, watermark {mark}: {r['median_ms']:.1f} ms "
-                f"(DuckDB fallback {r['fallback_ms']:.1f} ms)",
-                flush=True,
-            )
+        roots[str(root)] = size
+    # One process ticks every warehouse in turn (the sizes share the machine's noise).
+    r = _child("sensor_tick", work, env, roots=list(roots), ticks=ticks)
+    out = []
+    for t in r["ticks"]:
+        size = roots[t["root"]]
+        out.append(
+            {
+                "warehouse_rows": size,
+                "watermark": t["watermark"],
+                "median_ms": t["median_ms"],
+                "fallback_ms": t["fallback_ms"],
+            }
+        )
+        print(
+            f"sensor tick: {size} rows, watermark {t['watermark']}: {t['median_ms']:.1f} ms "
+            f"(DuckDB fallback {t['fallback_ms']:.1f} ms)",
+            flush=True,
+        )
+    out.sort(key=lambda x: (x["warehouse_rows"], x["watermark"] != "recent"))
     return out
 
 
