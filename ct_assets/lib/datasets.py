@@ -272,10 +272,12 @@ def _selection_sql(settings: Settings) -> str:
     """Rows of a training window; named parameters $max_batch, $window_start, $golden."""
     cols = settings.columns
     et, label, key = quote(cols.event_time), quote(cols.label), _key_column(settings)
+    # An anti join (rows whose key is not a golden key), not NOT EXISTS: DuckDB decorrelates that into a
+    # delim join that materializes and groups every row of the window, ~8x slower here.
     return (
-        f"SELECT * FROM raw_deltas d WHERE d._batch_id <= $max_batch AND d.{label} IS NOT NULL "
-        f"AND d.{et} >= $window_start "
-        f"AND NOT EXISTS (SELECT 1 FROM golden_rows g WHERE g._golden_hash = $golden AND g.{key} = d.{key})"
+        f"SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $golden) g "
+        f"ON d.{key} = g.{key} "
+        f"WHERE d._batch_id <= $max_batch AND d.{label} IS NOT NULL AND d.{et} >= $window_start"
     )
 
 
