@@ -9,7 +9,7 @@ Figures (each the median of several runs; each ratio measured in the same run):
 2. sensor tick: the retrain sensor's evaluation time at several warehouse sizes, watermark recent and old;
 3. cycle against its floor: one forced CT cycle through Dagster vs a plain script that only reads the
    training rows from the warehouse, trains with the same parameters and scores the golden set and the
-   recent holdout;
+   recent holdout; each cycle (after 1% new rows landed) is paired with a floor run on the same rows;
 4. memory: peak RSS of the cycle vs the floor, each in its own process;
 5. gate: the validation step alone (scoring both models, intervals, slices, report) on a 50k-row golden set.
 
@@ -241,9 +241,11 @@ def child_sensor_tick(roots: list[str], ticks: int) -> None:
 
 
 def child_cycle(runs: int, new_rows: int) -> None:
-    """Forced CT cycles through Dagster (in-process, on the instance at DAGSTER_HOME): the first builds the
-    golden set and a champion (warm-up), the next `runs` are measured, each after `new_rows` new rows
-    landed in the warehouse (as the sensor would see them), so that the holdout moves as in real use."""
+    """Forced CT cycles through Dagster (in-process, on the instance at DAGSTER_HOME), each paired with a
+    floor run on the same rows right after it, so that each ratio compares two figures taken under the
+    same machine noise. The first cycle builds the golden set and a champion (warm-up); each of the next
+    `runs` follows `new_rows` new rows landed in the warehouse (as the sensor would see them), so that
+    the holdout moves as in real use."""
     import dagster as dg
 
     from ct_assets.config import load_settings
@@ -254,7 +256,9 @@ def child_cycle(runs: int, new_rows: int) -> None:
     job = defs.resolve_job_def("ct_job")
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    seconds = []
+    cycles: list[float] = []
+    cycle_training: list[float] = []
+    floors: list[dict] = []
     steps: dict[str, list[float]] = {}
     reused: list[str] = []
     keys = [a.key for a in CT_ASSETS]
@@ -272,58 +276,76 @@ def child_cycle(runs: int, new_rows: int) -> None:
             blocked = [e.check_name for e in res.get_asset_check_evaluations() if not e.passed]
             if not blocked:
                 raise RuntimeError("CT run failed")
-        if i:
-            seconds.append(time.perf_counter() - t)
-            for mat in res.asset_materializations_for_node("validation_report"):
-                reused.append(str(mat.metadata["champion_scores_reused"].value))
-            for st in instance.get_run_step_stats(res.run_id):
-                if st.start_time and st.end_time:
-                    steps.setdefault(st.step_key, []).append(st.end_time - st.start_time)
+        if not i:
+            continue
+        cycles.append(time.perf_counter() - t)
+        for mat in res.asset_materializations_for_node("challenger_model"):
+            cycle_training.append(float(mat.metadata["training_seconds"].value))
+        for mat in res.asset_materializations_for_node("validation_report"):
+            reused.append(str(mat.metadata["champion_scores_reused"].value))
+        for st in instance.get_run_step_stats(res.run_id):
+            if st.start_time and st.end_time:
+                steps.setdefault(st.step_key, []).append(st.end_time - st.start_time)
+        floors.append(_floor_once(s))
+    ratios = [c / f["seconds"] for c, f in zip(cycles, floors, strict=True)]
     _emit(
         {
-            "median_s": statistics.median(seconds),
-            "runs": seconds,
+            "median_s": statistics.median(cycles),
+            "runs": cycles,
+            "floor_median_s": statistics.median(f["seconds"] for f in floors),
+            "floor_runs": [f["seconds"] for f in floors],
+            "ratio_median": statistics.median(ratios),
+            "ratios": ratios,
+            # Seconds outside LightGBM's boosting, cycle minus floor: the overhead, free of training noise.
+            "overhead_outside_training_s": statistics.median(
+                (c - ct) - (f["seconds"] - f["train_seconds"])
+                for c, ct, f in zip(cycles, cycle_training, floors, strict=True)
+            ),
+            "cycle_training_median_s": statistics.median(cycle_training),
+            "train_median_s": statistics.median(f["train_seconds"] for f in floors),
+            "rows_train": floors[-1]["rows"],
             "steps_s": {k: statistics.median(v) for k, v in steps.items()},
             "champion_scores_reused": reused,
         }
     )
 
 
-def child_floor(runs: int) -> None:
+def _floor_once(s: Any) -> dict:
     """Only the unavoidable work: read the training rows from the warehouse, train with the same
     parameters, score the golden set and the recent holdout (the rows the gate compares on)."""
-    from ct_assets.config import load_settings
     from ct_assets.lib import model as lgbm
     from ct_assets.lib.datasets import active_golden, define_training_dataset, read_golden, read_split
     from ct_assets.lib.evaluation import recent_holdout
     from ct_assets.lib.warehouse import connect_reader
 
+    t = time.perf_counter()
+    with connect_reader(s, wait_seconds=30) as con:
+        golden = active_golden(con)
+        assert golden is not None, "run the cycle first: it builds the golden set"
+        ds = define_training_dataset(con, s, golden.golden_hash)
+        train = read_split(con, s, ds, "train")
+        holdout = recent_holdout(con, s, ds)  # the holdout rows the gate compares on
+        gold = read_golden(con, s, golden.golden_hash)
+    model = lgbm.train(train, s)
+    for frame in (gold, holdout):
+        model.booster.predict(
+            lgbm.encode(frame, model.features), num_threads=s.training.get("num_threads", 0)
+        )
+    return {"seconds": time.perf_counter() - t, "train_seconds": model.seconds, "rows": ds.n_train}
+
+
+def child_floor(runs: int) -> None:
+    """The floor alone, in a process of its own: its peak RSS is the floor's memory figure."""
+    from ct_assets.config import load_settings
+
     s = load_settings()
-    seconds = []
-    train_seconds = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        with connect_reader(s, wait_seconds=30) as con:
-            golden = active_golden(con)
-            assert golden is not None, "run the cycle first: it builds the golden set"
-            ds = define_training_dataset(con, s, golden.golden_hash)
-            train = read_split(con, s, ds, "train")
-            holdout = recent_holdout(con, s, ds)  # the holdout rows the gate compares on
-            gold = read_golden(con, s, golden.golden_hash)
-        model = lgbm.train(train, s)
-        train_seconds.append(model.seconds)
-        for frame in (gold, holdout):
-            model.booster.predict(
-                lgbm.encode(frame, model.features), num_threads=s.training.get("num_threads", 0)
-            )
-        seconds.append(time.perf_counter() - t)
-        rows = ds.n_train
+    floors = [_floor_once(s) for _ in range(runs)]
     _emit(
         {
-            "median_s": statistics.median(seconds),
-            "runs": seconds,
-            "rows_train": rows,
-            "train_median_s": statistics.median(train_seconds),
+            "median_s": statistics.median(f["seconds"] for f in floors),
+            "runs": [f["seconds"] for f in floors],
+            "rows_train": floors[-1]["rows"],
+            "train_median_s": statistics.median(f["train_seconds"] for f in floors),
         }
     )
 
@@ -450,30 +472,35 @@ def bench_cycle(work: Path, training_rows: list[int], runs: int) -> list[dict]:
         env = _project(root)
         # Training rows are about 70% of the labelled rows (golden 10%, holdout 20% of the rest).
         _child("history", root, env, rows=int(n / 0.72), batches=max(2, int(n / 0.72) // 500_000))
-        # Before each measured cycle, 1% new rows land (a sensor-triggered cycle, not a rerun on the same rows).
+        # Before each measured cycle, 1% new rows land (a sensor-triggered cycle, not a rerun on the same
+        # rows); each cycle is paired with a floor run on the same rows in the same process.
         cycle = _child("cycle", root, env, runs=runs, new_rows=max(1000, n // 100))
-        floor = _child("floor", root, env, runs=runs)
+        floor = _child("floor", root, env, runs=1)  # in a process of its own, for its peak RSS
         out.append(
             {
-                "training_rows": floor["rows_train"],
+                "training_rows": cycle["rows_train"],
                 "cycle_s": cycle["median_s"],
-                "floor_s": floor["median_s"],
-                "ratio": cycle["median_s"] / floor["median_s"],
-                "lightgbm_s": floor["train_median_s"],
+                "floor_s": cycle["floor_median_s"],
+                "ratio": cycle["ratio_median"],
+                "ratios": cycle["ratios"],
+                "overhead_s": cycle["overhead_outside_training_s"],
+                "lightgbm_s": cycle["train_median_s"],
+                "cycle_lightgbm_s": cycle["cycle_training_median_s"],
                 "cycle_rss_mb": cycle["peak_rss_mb"],
                 "floor_rss_mb": floor["peak_rss_mb"],
                 "rss_ratio": cycle["peak_rss_mb"] / floor["peak_rss_mb"],
                 "steps_s": cycle["steps_s"],
+                "champion_scores_reused": cycle["champion_scores_reused"],
             }
         )
-        out[-1]["champion_scores_reused"] = cycle["champion_scores_reused"]
         steps = ", ".join(f"{k} {v:.2f}" for k, v in cycle["steps_s"].items())
         print(f"  cycle steps (s): {steps}", flush=True)
         print(f"  champion scores reused: {'; '.join(cycle['champion_scores_reused'])}", flush=True)
         print(
-            f"cycle at {floor['rows_train']} training rows: {cycle['median_s']:.2f} s vs floor "
-            f"{floor['median_s']:.2f} s ({out[-1]['ratio']:.2f}x); RSS {cycle['peak_rss_mb']:.0f} vs "
-            f"{floor['peak_rss_mb']:.0f} MB ({out[-1]['rss_ratio']:.2f}x)",
+            f"cycle at {cycle['rows_train']} training rows: {cycle['median_s']:.2f} s vs floor "
+            f"{cycle['floor_median_s']:.2f} s (paired ratios {', '.join(f'{r:.2f}' for r in cycle['ratios'])}; "
+            f"median {cycle['ratio_median']:.2f}x); overhead outside LightGBM {cycle['overhead_outside_training_s']:.2f} s; "
+            f"RSS {cycle['peak_rss_mb']:.0f} vs {floor['peak_rss_mb']:.0f} MB ({out[-1]['rss_ratio']:.2f}x)",
             flush=True,
         )
     return out
@@ -531,16 +558,27 @@ def _cycle_lines(cycle: list[dict]) -> list[str]:
     lines = [
         "## Cycle against its floor",
         "",
-        "| training rows | cycle s | floor s | ratio | LightGBM s | cycle RSS MB | floor RSS MB | RSS ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| training rows | cycle s | floor s | ratio (median of paired) | paired ratios | overhead outside LightGBM s "
+        "| LightGBM s (cycle / floor) | cycle RSS MB | floor RSS MB | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cycle:
         lines.append(
             f"| {r['training_rows']:,} | {r['cycle_s']:.2f} | {r['floor_s']:.2f} | {r['ratio']:.2f} | "
-            f"{r['lightgbm_s']:.2f} | {r['cycle_rss_mb']:.0f} | {r['floor_rss_mb']:.0f} | "
-            f"{r['rss_ratio']:.2f} |"
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {r['overhead_s']:.2f} | "
+            f"{r['cycle_lightgbm_s']:.2f} / {r['lightgbm_s']:.2f} | {r['cycle_rss_mb']:.0f} | "
+            f"{r['floor_rss_mb']:.0f} | {r['rss_ratio']:.2f} |"
         )
-    lines += ["", "Where the cycle's time goes (median seconds per Dagster step):", ""]
+    lines += [
+        "",
+        "Each cycle is followed, in the same process, by a floor run on the same rows; the ratio is the "
+        'median of these paired ratios. "Overhead outside LightGBM" is (cycle minus its boosting time) '
+        "minus (floor minus its boosting time): what the pipeline adds, free of the noise in LightGBM's "
+        "own time. The floor's RSS comes from a process that runs only the floor.",
+        "",
+        "Where the cycle's time goes (median seconds per Dagster step):",
+        "",
+    ]
     for r in cycle:
         steps = ", ".join(f"{k} {v:.2f}" for k, v in r["steps_s"].items())
         lines.append(f"- {r['training_rows']:,} training rows: {steps}")

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import norm
 
 BOOTSTRAP_SEED = 20240611
-BOOTSTRAP_EXACT_MAX_ROWS = 100_000  # above this many rows, the resample sums come from their normal law
+BOOTSTRAP_EXACT_MAX_ROWS = 25_000  # above this many rows, the resample sums come from their normal law
 BOOTSTRAP_NOTE = (
     f"Paired bootstrap with a fixed seed: on sets of up to {BOOTSTRAP_EXACT_MAX_ROWS:,} rows the rows are "
     "resampled with replacement; on larger sets the resampled sums are drawn from their normal "
