@@ -261,6 +261,7 @@ def child_cycle(runs: int, new_rows: int) -> None:
     floors: list[dict] = []
     steps: dict[str, list[float]] = {}
     reused: list[str] = []
+    phases: dict[str, list[float]] = {}
     keys = [a.key for a in CT_ASSETS]
     for i in range(runs + 1):
         if i:
@@ -283,6 +284,12 @@ def child_cycle(runs: int, new_rows: int) -> None:
             cycle_training.append(float(mat.metadata["training_seconds"].value))
         for mat in res.asset_materializations_for_node("validation_report"):
             reused.append(str(mat.metadata["champion_scores_reused"].value))
+        for node in ("challenger_model", "validation_report"):  # where the two big steps spend their time
+            for mat in res.asset_materializations_for_node(node):
+                laps = dict(mat.metadata["seconds"].value)
+                laps.update({f"({k})": v for k, v in laps.pop("of which", {}).items()})
+                for phase, sec in laps.items():
+                    phases.setdefault(f"{node}: {phase}", []).append(float(sec))
         for st in instance.get_run_step_stats(res.run_id):
             if st.start_time and st.end_time:
                 steps.setdefault(st.step_key, []).append(st.end_time - st.start_time)
@@ -305,6 +312,7 @@ def child_cycle(runs: int, new_rows: int) -> None:
             "train_median_s": statistics.median(f["train_seconds"] for f in floors),
             "rows_train": floors[-1]["rows"],
             "steps_s": {k: statistics.median(v) for k, v in steps.items()},
+            "phases_s": {k: statistics.median(v) for k, v in phases.items()},
             "champion_scores_reused": reused,
         }
     )
@@ -490,12 +498,14 @@ def bench_cycle(work: Path, training_rows: list[int], runs: int) -> list[dict]:
                 "floor_rss_mb": floor["peak_rss_mb"],
                 "rss_ratio": cycle["peak_rss_mb"] / floor["peak_rss_mb"],
                 "steps_s": cycle["steps_s"],
+                "phases_s": cycle["phases_s"],
                 "champion_scores_reused": cycle["champion_scores_reused"],
             }
         )
         steps = ", ".join(f"{k} {v:.2f}" for k, v in cycle["steps_s"].items())
         print(f"  cycle steps (s): {steps}", flush=True)
         print(f"  champion scores reused: {'; '.join(cycle['champion_scores_reused'])}", flush=True)
+        print(f"  phases (s): {', '.join(f'{k} {v:.2f}' for k, v in cycle['phases_s'].items())}", flush=True)
         print(
             f"cycle at {cycle['rows_train']} training rows: {cycle['median_s']:.2f} s vs floor "
             f"{cycle['floor_median_s']:.2f} s (paired ratios {', '.join(f'{r:.2f}' for r in cycle['ratios'])}; "
@@ -582,6 +592,14 @@ def _cycle_lines(cycle: list[dict]) -> list[str]:
     for r in cycle:
         steps = ", ".join(f"{k} {v:.2f}" for k, v in r["steps_s"].items())
         lines.append(f"- {r['training_rows']:,} training rows: {steps}")
+    lines += [
+        "",
+        "Inside the two big steps (median seconds per phase, from each step's `seconds` metadata):",
+        "",
+    ]
+    for r in cycle:
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in r.get("phases_s", {}).items())
+        lines.append(f"- {r['training_rows']:,} training rows: {phases}")
     lines += [
         "",
         "Each measured cycle follows a landing of 1% new rows (at least 1,000), as a sensor-triggered cycle "

@@ -116,3 +116,14 @@ def test_the_next_cycle_reuses_the_champions_scores_and_gates_on_the_same_figure
         assert report["metrics"]["golden"]["champion"][name] == pytest.approx(value, abs=1e-12), name
     cached = sorted(p.name for p in (settings.paths.state / score_cache.FOLDER).iterdir())
     assert cached == ["v0001.parquet", "v0002.parquet"]
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_not_a_failure(
+    scored: tuple[Settings, lgbm.LoadedModel, pl.DataFrame],
+) -> None:
+    settings, model, rows = scored
+    settings.paths.state.mkdir(parents=True, exist_ok=True)
+    (settings.paths.state / score_cache.FOLDER).write_text("a file where the folder should be")
+    hashes = [rows[score_cache.HASH_COLUMN].to_numpy()]
+    assert score_cache.save(settings.paths.state, model, hashes, [model.predict(rows)]) is False
+    assert score_cache.score(model, rows, settings.paths.state).reused == 0

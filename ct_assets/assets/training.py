@@ -4,7 +4,7 @@ import dagster as dg
 
 from ct_assets.assets import TRAINING
 from ct_assets.assets.budget import seconds_left
-from ct_assets.assets.metadata import table
+from ct_assets.assets.metadata import Stopwatch, table
 from ct_assets.lib import failpoints, monitoring, registry
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo, read_split
@@ -32,17 +32,21 @@ def challenger_model(
             if budget == s.guardrails.max_training_seconds
             else f"what was left of [guardrails] max_run_seconds = {s.guardrails.max_run_seconds:g}"
         )
+        watch = Stopwatch()
         with connect_writer(s) as con:
             train_rows = read_split(con, s, ds, "train")
+        watch.lap("read")
         flag = s.columns.exploration
         weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
         try:
             trained = lgbm.train(train_rows, s, budget_seconds=budget, budget_source=source, weights=weights)
         except lgbm.TrainingBudgetExceeded as e:
             raise dg.Failure(str(e)) from None
+        watch.lap("train")
         positives = int(lgbm.labels(train_rows, s).sum())
         profile = monitoring.feature_profile(train_rows, s)
         del train_rows
+        watch.lap("feature profile")
     now = utc_now()
     with connect_writer(s) as con:
         version = lgbm.next_version(s.paths.models, registry.model_versions(con))
@@ -84,6 +88,7 @@ def challenger_model(
                 run_id=context.run_id,
             ),
         )
+    watch.lap("save and register")
     gains = trained.booster.feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
     importance = sorted(
@@ -105,6 +110,7 @@ def challenger_model(
             "code_version": card["code_version"],
             "rows_train": ds.n_train,
             "training_seconds": round(trained.seconds, 3),
+            "seconds": dg.MetadataValue.json(watch.seconds),
             "num_trees": card["num_trees"],
             "seed": str(trained.params.get("seed")),
             "params": dg.MetadataValue.json(trained.params),

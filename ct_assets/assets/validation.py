@@ -6,7 +6,7 @@ import dagster as dg
 
 from ct_assets.assets import VALIDATION
 from ct_assets.assets.budget import seconds_left
-from ct_assets.assets.metadata import table
+from ct_assets.assets.metadata import Stopwatch, table
 from ct_assets.lib import alerts, evaluation, failpoints, gate, registry, report
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo
@@ -72,13 +72,17 @@ def validation_report(
             f"not on the training data set {ds.dataset_hash} handed to this report"
         )
     seconds_left(context, s)
+    watch = Stopwatch()
     challenger = lgbm.load_version(s.paths.models, version)
     with connect_writer(s) as con:
         champion_version = registry.champion(con)
         champion = lgbm.load_version(s.paths.models, champion_version) if champion_version else None
+        watch.lap("load models")
         data = evaluation.eval_sets(s, con, ds, challenger, champion)
+        watch.lap("read and score")
     sets = data.sets
     result = gate.evaluate(s, sets)
+    watch.lap("gate")
     now = utc_now()
     meta = {
         "challenger_version": version,
@@ -99,6 +103,7 @@ def validation_report(
         "importance_movers": evaluation.importance_movers(challenger, champion),
     }
     files = evaluation.write_report(s, result, sets, meta)
+    watch.lap("report")
 
     primary = {name: result.metrics[name]["challenger"][s.primary_metric] for name in evaluation.EVAL_SETS}
     failpoints.hit("validate.before_ledger")
@@ -147,6 +152,7 @@ def validation_report(
             },
         )
 
+    watch.lap("ledger and alerts")
     verdict = "passed" if result.passed else "blocked: " + ", ".join(result.failed_checks)
     context.log.info(f"validation of {version} against {champion_version or 'no champion'}: {verdict}")
     rows = [
@@ -177,6 +183,7 @@ def validation_report(
             "primary_metric": s.primary_metric,
             "slice_confidence": result.slice_confidence_note,
             "champion_scores_reused": meta["champion_scores_reused"],
+            "seconds": dg.MetadataValue.json({**watch.seconds, "of which": data.seconds}),
             "comparison": table(rows, COMPARISON_COLUMNS),
             "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
             "decision_flips": dg.MetadataValue.json(result.flips),

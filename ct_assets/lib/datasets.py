@@ -418,17 +418,21 @@ def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: Datas
     def content_hash(alias: str) -> str:  # DuckDB's fast hash: only compared within this one query
         return "hash(" + ", ".join(f"{alias}.{c}" for c in content) + ")"
 
+    et = quote(cols.event_time)
     params = {"max_batch": ds.max_batch_id, "window_start": ds.window_start, "golden": ds.golden_hash}
+    # Equal content means an equal event time, so only rows at a golden row's event time are hashed.
+    # Each count is its own query: a CTE used twice in one query is materialized, all its columns.
     matches = f"""WITH sel AS ({_selection_sql(settings)}),
                        g AS (SELECT * FROM golden_rows WHERE _golden_hash = $golden),
-                       gh AS (SELECT DISTINCT {content_hash("g")} AS h FROM g)"""
-    row = fetch_one(
+                       gh AS (SELECT DISTINCT g.{et} AS t, {content_hash("g")} AS h FROM g),
+                       cand AS (SELECT sel.* FROM sel SEMI JOIN (SELECT DISTINCT t FROM gh) ge ON sel.{et} = ge.t)"""
+    by_key = fetch_value(con, f"{matches} SELECT count(*) FROM sel JOIN g ON sel.{key} = g.{key}", params)
+    by_content = fetch_value(
         con,
-        f"""{matches}
-            SELECT (SELECT count(*) FROM sel JOIN g ON sel.{key} = g.{key}),
-                   (SELECT count(*) FROM sel JOIN gh ON {content_hash("sel")} = gh.h)""",
+        f"{matches} SELECT count(*) FROM cand JOIN gh ON cand.{et} = gh.t AND {content_hash('cand')} = gh.h",
         params,
-    ) or (0, 0)
+    )
+    row = (int(by_key or 0), int(by_content or 0))
     examples: list[str] = []
     if row[0] or row[1]:
         examples = [

@@ -32,11 +32,7 @@ def feature_profile(frame: pl.DataFrame, settings: Settings) -> dict[str, dict[s
         if f.kind == "numeric":
             arr = col.cast(pl.Float64).to_numpy()
             finite = np.sort(arr[np.isfinite(arr)])  # one sort gives the deciles and the bin counts
-            edges = (
-                sorted({float(x) for x in np.quantile(finite, np.linspace(0.1, 0.9, 9))})
-                if len(finite)
-                else []
-            )
+            edges = sorted({float(x) for x in _deciles_of_sorted(finite)}) if len(finite) else []
             out[f.name] = {
                 "kind": "numeric",
                 "edges": edges,
@@ -49,6 +45,15 @@ def feature_profile(frame: pl.DataFrame, settings: Settings) -> dict[str, dict[s
                 "shares": {str(k): int(v) / n for k, v in counts.iter_rows()},
             }
     return out
+
+
+def _deciles_of_sorted(values: np.ndarray) -> np.ndarray:
+    """The 10th..90th percentiles of sorted values, as np.quantile's default (linear) method gives them,
+    read off the sorted array instead of selecting them again."""
+    pos = np.linspace(0.1, 0.9, 9) * (len(values) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(values) - 1)
+    return values[lo] + (pos - lo) * (values[hi] - values[lo])
 
 
 def _numeric_shares(col: pl.Series, edges: list[float]) -> list[float]:

@@ -71,13 +71,13 @@ def score(model: lgbm.LoadedModel, frame: pl.DataFrame, state_dir: Path) -> Scor
 
 def save(
     state_dir: Path, model: lgbm.LoadedModel, hashes: list[np.ndarray], scores: list[np.ndarray]
-) -> None:
-    """Keep exactly these scores of the model (the rows of its latest validation), atomically."""
+) -> bool:
+    """Keep exactly these scores of the model (the rows of its latest validation), atomically. A cache
+    that cannot be written (disk full, permissions) is skipped, never a failed validation: returns False."""
     sha = str(model.card.get("model_sha256") or "")
     if not sha:
-        return
+        return False
     path = cache_path(state_dir, model.version)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = pl.DataFrame(
         {
             HASH_COLUMN: pl.Series(np.concatenate(hashes), dtype=pl.UInt64),
@@ -85,8 +85,15 @@ def save(
         }
     ).with_columns(model_sha256=pl.lit(sha))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+    return True
 
 
 def prune(state_dir: Path, keep: set[str]) -> None:
