@@ -427,3 +427,20 @@ def test_no_champion_passes_regression_checks(settings: Settings) -> None:
         assert "no champion" in result.checks[name].summary
     assert {c.status for c in result.comparisons} == {"no_champion"}
     assert "champion" not in result.metrics["golden"]
+
+
+def test_slice_masks_are_the_same_for_text_columns_and_any_other_values() -> None:
+    """Text slice values (object arrays, as polars gives them) take a fast path; labels, order and masks
+    are those of the generic path, which compares every value as text."""
+    rng = np.random.default_rng(3)
+    text = rng.choice(np.array(["north", "south", "Öst", "(null)", "10", "9"], dtype=object), size=5000)
+    mixed = text.copy()
+    mixed[17] = 10  # not a string: the generic path
+    for values in (text, mixed):
+        s = gate.EvalSet("golden", np.zeros(len(values)), {"region": values}, np.zeros(len(values)), None)
+        got = gate._slice_masks(s, 1)
+        as_text = values.astype(str)
+        want = [(f"region={v}", as_text == v) for v in sorted(set(as_text.tolist()))]
+        assert [label for label, _ in got] == [label for label, _ in want]
+        for (_, a), (_, b) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)

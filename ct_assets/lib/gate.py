@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import polars as pl
 from scipy.stats import norm
 
 from ct_assets.config import SECONDARY_METRICS, Settings
@@ -170,9 +171,11 @@ def choose_slice_confidence(
     as good as the champion is blocked in at most `false_block_rate` of cycles across these slices.
     Returns (confidence, expected false-block rate at it)."""
 
+    spread = np.asarray(ses, dtype=np.float64)
+    spread = spread[spread > 0]  # a zero-width interval never blocks
+
     def rate(z: float) -> float:  # chance that at least one slice blocks, slices taken as independent
-        keep = np.prod([1.0 - (norm.cdf(z - tolerance / se) if se > 0 else 0.0) for se in ses])
-        return float(1.0 - keep)
+        return float(1.0 - np.prod(1.0 - norm.cdf(z - tolerance / spread)))
 
     lo, hi = _z(MIN_SLICE_CONFIDENCE), _z(ceiling)
     if not ses or rate(hi) <= false_block_rate:
@@ -358,8 +361,8 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
 def _overall(s: EvalSet, metric: str, thr: float, boot: np.ndarray | None, settings: Settings) -> Comparison:
     g = settings.gate
     rows, pos = len(s.y), int(np.sum(s.y))
-    value = metric_value(metric, s.y, s.challenger, thr)
     if s.champion is None:
+        value = metric_value(metric, s.y, s.challenger, thr)
         return Comparison(s.name, "overall", rows, pos, value, g.tolerance, "no_champion")
     d = _paired(metric, s.y, s.challenger, s.champion, thr, boot)
     if math.isnan(d.delta):
@@ -454,9 +457,17 @@ def _slice_outcome(
 
 
 def _slice_masks(s: EvalSet, min_rows: int) -> list[tuple[str, np.ndarray]]:
-    """(label, row mask) for every value of every slice column, in a stable order."""
+    """(label, row mask) for every value of every slice column, in a stable order. Values are compared
+    as text; a column of Python strings (what polars gives for text) is compared by polars, which is
+    far faster than numpy on object arrays."""
     out = []
     for col, values in s.slices.items():
+        if values.dtype == object and all(isinstance(v, str) for v in values[:1000]):
+            text = pl.Series(values, dtype=pl.String, strict=False)
+            if text.null_count() == 0:  # every value was a string
+                for value in text.unique().sort().to_list():
+                    out.append((f"{col}={value}", (text == value).to_numpy()))
+                continue
         text_values = values.astype(str)
         for value in sorted(set(text_values.tolist())):
             out.append((f"{col}={value}", text_values == value))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ct_assets.config import LOWER_IS_BETTER
 
@@ -13,14 +12,21 @@ EPS = 1e-15
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve (ties counted half); NaN when only one class is present."""
-    y = np.asarray(y)
+    """Area under the ROC curve (ties counted half); NaN when only one class is present.
+
+    The share of (positive, negative) pairs ordered right: each class sorted once, then for every
+    positive the negatives below it (and tied with it) by binary search with sorted queries. The counts
+    are whole numbers, so the result is the pairwise count exactly, up to the final division."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    below = np.searchsorted(neg, pos, side="left")
+    tied = np.searchsorted(neg, pos, side="right") - below
+    return float((int(below.sum()) + 0.5 * int(tied.sum())) / (n_pos * n_neg))
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
