@@ -2,7 +2,7 @@
 
     python bench/run.py --quick            # under five minutes on 2 cores; every figure, smaller sizes
     python bench/run.py                    # the full run: 1M and 10M-row histories, 1M and 5M training rows
-    python bench/run.py --out docs/benchmarks.md --plot docs/cycle_vs_floor.png
+    python bench/run.py --out /tmp/full.md --plot /tmp/full.png   # results and history: docs/benchmarks.md
 
 Figures (each the median of several runs; each ratio measured in the same run):
 1. ingest: rows/s of a delta landed into a warehouse holding H1 rows and one holding H2 rows;
