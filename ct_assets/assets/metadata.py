@@ -1,7 +1,6 @@
 """Small builders for the metadata the Dagster UI shows: tables from rows of plain values."""
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,17 +37,3 @@ def table(
         records.append(dg.TableRecord(values))
     schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds[c]) for c in columns])
     return dg.MetadataValue.table(records=records, schema=schema)
-
-
-class Stopwatch:
-    """Seconds spent in the named phases of a step, for its metadata (where a step's time goes)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        """Close `phase`: the time since the previous lap (or since the start)."""
-        now = time.perf_counter()
-        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 3)
-        self._last = now

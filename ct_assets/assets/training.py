@@ -4,11 +4,12 @@ import dagster as dg
 
 from ct_assets.assets import TRAINING
 from ct_assets.assets.budget import seconds_left
-from ct_assets.assets.metadata import Stopwatch, table
+from ct_assets.assets.metadata import table
 from ct_assets.lib import failpoints, monitoring, registry
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo, read_split
 from ct_assets.lib.ingest import utc_now
+from ct_assets.lib.stopwatch import Stopwatch
 from ct_assets.lib.warehouse import connect_writer, file_lock
 from ct_assets.resources import SettingsResource
 

@@ -6,11 +6,12 @@ import dagster as dg
 
 from ct_assets.assets import VALIDATION
 from ct_assets.assets.budget import seconds_left
-from ct_assets.assets.metadata import Stopwatch, table
+from ct_assets.assets.metadata import table
 from ct_assets.lib import alerts, evaluation, failpoints, gate, registry, report
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo
 from ct_assets.lib.ingest import utc_now
+from ct_assets.lib.stopwatch import Stopwatch
 from ct_assets.lib.warehouse import connect_writer, transaction
 from ct_assets.resources import SettingsResource
 

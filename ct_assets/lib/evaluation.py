@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from ct_assets.config import Settings
 from ct_assets.lib import gate, report, score_cache
 from ct_assets.lib import model as lgbm
 from ct_assets.lib.datasets import DatasetInfo, read_golden, read_split
+from ct_assets.lib.stopwatch import Stopwatch
 
 EVAL_SETS = ("golden", "holdout")
 
@@ -43,35 +43,29 @@ def eval_sets(
     The champion's scores on rows it was scored on at its last validation are reused (score_cache);
     afterwards both models' scores on these rows are kept for the next validation.
     """
-    clock = [time.perf_counter()]
-    seconds: dict[str, float] = {}
-
-    def lap(phase: str) -> None:
-        clock.append(time.perf_counter())
-        seconds[phase] = round(clock[-1] - clock[-2], 3)
-
+    watch = Stopwatch()
     frames = {
         "golden": read_golden(con, s, ds.golden_hash, with_row_hashes=True),
         "holdout": recent_holdout(con, s, ds, with_row_hashes=True),
     }
     hashes = [frames[name][score_cache.HASH_COLUMN].to_numpy() for name in EVAL_SETS]
-    lap("read")
+    watch.lap("read")
     challenger_scores = [challenger.predict(frames[name]) for name in EVAL_SETS]
-    lap("challenger scores")
+    watch.lap("challenger scores")
     champion_scores: list[np.ndarray | None] = [None] * len(EVAL_SETS)
     reused = 0
     if champion is not None:
         scored = [score_cache.score(champion, frames[name], s.paths.state) for name in EVAL_SETS]
         champion_scores = [x.scores for x in scored]
         reused = sum(x.reused for x in scored)
-    lap("champion scores")
+    watch.lap("champion scores")
     keep = {challenger.version}
     score_cache.save(s.paths.state, challenger, hashes, challenger_scores)
     if champion is not None:
         keep.add(champion.version)
         score_cache.save(s.paths.state, champion, hashes, [x for x in champion_scores if x is not None])
     score_cache.prune(s.paths.state, keep)
-    lap("score cache upkeep")
+    watch.lap("score cache upkeep")
     sets = [
         gate.EvalSet(
             name=name,
@@ -82,7 +76,7 @@ def eval_sets(
         )
         for i, name in enumerate(EVAL_SETS)
     ]
-    return EvalData(sets, reused, sum(len(h) for h in hashes), seconds)
+    return EvalData(sets, reused, sum(len(h) for h in hashes), watch.seconds)
 
 
 def recent_holdout(
