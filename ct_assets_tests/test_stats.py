@@ -102,6 +102,27 @@ def test_delong_handles_ties_like_the_pairwise_count() -> None:
     assert iv.low < iv.estimate < iv.high
 
 
+def test_delong_on_a_slice_read_off_the_whole_sets_sort_equals_delong_on_the_slice_alone() -> None:
+    """The gate sorts each model's scores once per set and reads every slice's DeLong off that sort: the
+    AUCs and the standard error must equal DeLong run on the slice's rows alone, ties included."""
+    y, a, b = two_models(6000, seed=12)
+    a = np.round(a, 2)  # many tied scores, within and across classes
+    paired = stats.PairedScores(y, a, b)
+    rng = np.random.default_rng(13)
+    for mask in (rng.random(6000) < 0.2, np.arange(6000) % 3 == 0, np.ones(6000, dtype=bool)):
+        whole = paired.delong(mask)
+        alone = stats.delong(y[mask], a[mask], b[mask])
+        assert whole is not None and alone is not None
+        assert whole.challenger_auc == pytest.approx(alone.challenger_auc, abs=1e-12)
+        assert whole.champion_auc == pytest.approx(alone.champion_auc, abs=1e-12)
+        assert whole.challenger_auc == pytest.approx(metrics.roc_auc(y[mask], a[mask]), abs=1e-12)
+        assert whole.se == pytest.approx(alone.se, rel=1e-9)
+    few = np.zeros(6000, dtype=bool)
+    few[np.flatnonzero(y)[:1]] = True
+    few[np.flatnonzero(y == 0)[:50]] = True
+    assert paired.delong(few) is None  # one positive: no DeLong
+
+
 # ------------------------------------------------------------------------------------------- bootstrap
 
 
@@ -186,8 +207,10 @@ def test_the_normal_law_of_the_resample_sums_agrees_with_resampling_rows(name: s
     assert np.all(np.isfinite(m))
     assert float(np.std(m)) == pytest.approx(float(np.std(e)), rel=0.12)  # 1000 resamples: ~2 % MC error
     assert float(np.mean(m)) == pytest.approx(float(np.mean(e)), abs=0.25 * float(np.std(e)))
-    # A slice is always resampled (its counts may be small): the same draws as the exact run.
-    np.testing.assert_array_equal(normal["slice"], exact["slice"])
+    # A slice is always resampled (its counts may be small): the same draws as resampling it alone.
+    alone = stats.bootstrap_differences(n, {"slice": reqs["slice"]}, resamples=1000, seed=2, exact_max_rows=n)
+    np.testing.assert_array_equal(normal["slice"], alone["slice"])
+    assert float(np.std(normal["slice"])) == pytest.approx(float(np.std(exact["slice"])), rel=0.12)
     again = stats.bootstrap_differences(n, reqs, resamples=1000, seed=2, exact_max_rows=n - 1)
     np.testing.assert_array_equal(normal["all"], again["all"])
 
@@ -202,6 +225,45 @@ def test_sparse_counts_are_resampled_not_drawn_from_the_normal_law() -> None:
     exact = stats.bootstrap_differences(n, req, resamples=300, seed=4, exact_max_rows=n)
     other = stats.bootstrap_differences(n, req, resamples=300, seed=4, exact_max_rows=10)
     np.testing.assert_array_equal(exact["p"], other["p"])
+
+
+def test_precision_recall_and_f1_share_their_columns_and_draws() -> None:
+    """Precision, recall and F1 read the same per-row columns: bootstrapping them together gives each
+    exactly what it gets alone (the same resamples), with the shared columns built once."""
+    n = 5000
+    y, a, b = two_models(n, seed=14)
+    reqs = {
+        m: stats.PairedRequest(stats.weighted_metric(m, 0.5), y, a, b, 1.0)
+        for m in ("precision", "recall", "f1")
+    }
+    together = stats.bootstrap_differences(n, reqs, resamples=300, seed=5)
+    for m, req in reqs.items():
+        alone = stats.bootstrap_differences(n, {m: req}, resamples=300, seed=5)
+        np.testing.assert_array_equal(together[m], alone[m])
+
+
+def test_resampling_only_the_rows_that_move_the_sums_has_the_law_of_resampling_all_rows() -> None:
+    """_exact_resample_sums draws only the rows with a non-zero value (binomially many of the n draws,
+    then which of them): its sums must have the mean n * mean(column) and the covariance n * cov(rows) of
+    drawing all n rows with replacement, and a column of ones must sum to n exactly."""
+    n, resamples = 20_000, 4000
+    rng = np.random.default_rng(15)
+    sparse = np.zeros((n, 3), dtype=np.float32)
+    hit = rng.random(n) < 0.02  # 2 % of the rows carry values
+    sparse[hit, 0] = 1.0
+    sparse[hit, 1] = rng.random(int(hit.sum())).astype(np.float32)
+    sparse[: n // 2, 2] = np.where(hit[: n // 2], 1.0, 0.0)  # a slice's weight-like column
+    columns = np.concatenate([sparse, np.ones((n, 1), dtype=np.float32)], axis=1)
+    sums = np.concatenate(list(stats._exact_resample_sums(columns, resamples, seed=6)))
+    assert sums.shape == (resamples, 4)
+    assert np.all(sums[:, 3] == n)
+    x = sparse.astype(np.float64)
+    mean, cov = n * x.mean(axis=0), n * np.cov(x.T, bias=True)
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(
+        sums[:, :3].mean(axis=0), mean, atol=float((4 * sd / math.sqrt(resamples)).max())
+    )
+    np.testing.assert_allclose(np.cov(sums[:, :3].T), cov, rtol=0.1)
 
 
 def test_bootstrap_with_nothing_to_do() -> None:

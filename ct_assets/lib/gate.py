@@ -139,20 +139,25 @@ class _Diff:
 
 def _paired(
     metric: str,
-    y: np.ndarray,
-    challenger: np.ndarray,
-    champion: np.ndarray,
-    threshold: float,
+    s: EvalSet,
+    mask: np.ndarray | None,
+    thr: float,
     boot: np.ndarray | None,
+    ranked: stats.PairedScores | None,
 ) -> _Diff:
-    """Point difference of the primary metric and its standard error: DeLong for ROC AUC (which gives
-    both AUCs on the way), the standard deviation of the bootstrap differences `boot` otherwise."""
-    if metric == "roc_auc" and (d := stats.delong(y, challenger, champion)) is not None:
+    """Point difference of the primary metric on the rows in `mask` (all rows when None) and its
+    standard error: DeLong for ROC AUC (which gives both AUCs on the way; `ranked` holds this set's
+    scores sorted once), the standard deviation of the bootstrap differences `boot` otherwise."""
+    if metric == "roc_auc" and ranked is not None and (d := ranked.delong(mask)) is not None:
         delta = improvement(metric, d.challenger_auc, d.champion_auc)
         se = d.se if math.isfinite(d.se) else None
         return _Diff(d.challenger_auc, d.champion_auc, delta, None if math.isnan(delta) else se)
-    ch = metric_value(metric, y, challenger, threshold)
-    cp = metric_value(metric, y, champion, threshold)
+    assert s.champion is not None
+    y, challenger, champion = (
+        (s.y, s.challenger, s.champion) if mask is None else (s.y[mask], s.challenger[mask], s.champion[mask])
+    )
+    ch = metric_value(metric, y, challenger, thr)
+    cp = metric_value(metric, y, champion, thr)
     delta = improvement(metric, ch, cp)
     if math.isnan(delta) or metric == "roc_auc":  # DeLong needs two rows of each class
         return _Diff(ch, cp, delta, None)
@@ -235,7 +240,10 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
         metrics[s.name] = {"challenger": ch}
         slices = _slice_masks(s, g.min_slice_rows)
         boot: dict[str, np.ndarray] = {}
+        ranked = None  # both models' scores sorted once, for DeLong overall and on every slice
         if s.champion is not None:
+            if metric == "roc_auc":
+                ranked = stats.PairedScores(s.y, s.challenger, s.champion)
             cp = all_metrics(s.y, s.champion, thr)
             cp["calibration_error"] = stats.calibration_error(s.y, s.champion)
             metrics[s.name]["champion"] = cp
@@ -244,7 +252,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
                 len(s.y), _requests(s, slices, metric, thr), resamples=g.bootstrap_resamples
             )
             secondary += _secondary(s, boot, settings)
-        overall = _overall(s, metric, thr, boot.get("primary|overall"), settings)
+        overall = _overall(s, metric, thr, boot.get("primary|overall"), ranked, settings)
         comparisons.append(overall)
         checks[regression_check(s.name)] = _regression_outcome(s.name, overall, metric, g.tolerance)
 
@@ -261,9 +269,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
                     Comparison(s.name, label, n, pos, value_ch, g.slice_tolerance, "no_champion")
                 )
             else:
-                d = _paired(
-                    metric, y, s.challenger[mask], s.champion[mask], thr, boot.get(f"primary|{label}")
-                )
+                d = _paired(metric, s, mask, thr, boot.get(f"primary|{label}"), ranked)
                 pending_slices.append((s, label, mask, d))
 
         if not meets_floor(metric, ch[metric], g.metric_floor):
@@ -358,13 +364,20 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     return GateResult(checks, comparisons, metrics, secondary, flips, metric, g.rule, slice_conf, note)
 
 
-def _overall(s: EvalSet, metric: str, thr: float, boot: np.ndarray | None, settings: Settings) -> Comparison:
+def _overall(
+    s: EvalSet,
+    metric: str,
+    thr: float,
+    boot: np.ndarray | None,
+    ranked: stats.PairedScores | None,
+    settings: Settings,
+) -> Comparison:
     g = settings.gate
     rows, pos = len(s.y), int(np.sum(s.y))
     if s.champion is None:
         value = metric_value(metric, s.y, s.challenger, thr)
         return Comparison(s.name, "overall", rows, pos, value, g.tolerance, "no_champion")
-    d = _paired(metric, s.y, s.challenger, s.champion, thr, boot)
+    d = _paired(metric, s, None, thr, boot, ranked)
     if math.isnan(d.delta):
         return Comparison(
             s.name, "overall", rows, pos, d.challenger, g.tolerance, "insufficient", champion=d.champion

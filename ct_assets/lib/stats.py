@@ -38,25 +38,36 @@ class Interval:
         return math.isfinite(self.low)
 
 
-def _midrank_components(scores: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """DeLong's structural components for one model (positives first in `scores`): for each positive,
-    the share of negatives scored below it (ties count half); for each negative, the share of
-    positives scored above it. Two sorts and binary searches, the same values as midranks give; the
-    searches take sorted queries (far faster than scattered ones) and the results go back to row order."""
-    pos, neg = scores[:n_pos], scores[n_pos:]
-    n_neg = len(neg)
-    pos_order, neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
-    pos_sorted, neg_sorted = pos[pos_order], neg[neg_order]
-    below = np.searchsorted(neg_sorted, pos_sorted, side="left")
-    tied = np.searchsorted(neg_sorted, pos_sorted, side="right") - below
-    v10 = np.empty(n_pos)
-    v10[pos_order] = (below + 0.5 * tied) / n_neg
-    left = np.searchsorted(pos_sorted, neg_sorted, side="left")
-    right = np.searchsorted(pos_sorted, neg_sorted, side="right")
-    v01 = np.empty(n_neg)
-    v01[neg_order] = (n_pos - right + 0.5 * (right - left)) / n_pos
-    auc = float(v10.mean())
-    return v10, v01, auc
+class SortedScores:
+    """One model's scores on a set, sorted once: DeLong's components for the whole set or any slice of it
+    are read off this one sort (a slice keeps its rows in score order), instead of sorting each slice."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.order = np.argsort(scores, kind="stable")
+        self.sorted = np.asarray(scores)[self.order]
+
+    def components(
+        self, y: np.ndarray, mask: np.ndarray | None, n_pos: int, n_neg: int, out: np.ndarray
+    ) -> float:
+        """DeLong's structural components on the rows in `mask` (all rows when None), written into `out`
+        at their row positions: for each positive, the share of negatives scored below it (ties count
+        half); for each negative, the share of positives scored above it. Binary searches with sorted
+        queries give the same values as midranks. Returns the AUC."""
+        if mask is None:
+            rows, values = self.order, self.sorted
+        else:
+            keep = mask[self.order]
+            rows, values = self.order[keep], self.sorted[keep]
+        positive = y[rows]
+        pos_sorted, neg_sorted = values[positive], values[~positive]
+        below = np.searchsorted(neg_sorted, pos_sorted, side="left")
+        tied = np.searchsorted(neg_sorted, pos_sorted, side="right") - below
+        v10 = (below + 0.5 * tied) / n_neg
+        out[rows[positive]] = v10
+        left = np.searchsorted(pos_sorted, neg_sorted, side="left")
+        right = np.searchsorted(pos_sorted, neg_sorted, side="right")
+        out[rows[~positive]] = (n_pos - right + 0.5 * (right - left)) / n_pos
+        return float(v10.mean())
 
 
 @dataclass(frozen=True)
@@ -68,22 +79,41 @@ class DeLong:
     se: float
 
 
+class PairedScores:
+    """Labels and both models' scores on one set, each model sorted once, for DeLong on the whole set
+    and on each of its slices."""
+
+    def __init__(self, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> None:
+        self.y = np.asarray(y).astype(bool)
+        self.challenger = SortedScores(np.asarray(challenger))
+        self.champion = SortedScores(np.asarray(champion))
+        self._a = np.empty(len(self.y))  # components, by row, of the rows compared last
+        self._b = np.empty(len(self.y))
+
+    def delong(self, mask: np.ndarray | None = None) -> DeLong | None:
+        """ROC AUC of both models and DeLong's paired standard error of AUC(challenger) - AUC(champion) on
+        the rows in `mask` (all rows when None); None when a class has fewer than 2 rows."""
+        y = self.y
+        positives = y if mask is None else y & mask
+        n_pos = int(positives.sum())
+        n_neg = (len(y) if mask is None else int(mask.sum())) - n_pos
+        if n_pos < 2 or n_neg < 2:
+            return None
+        auc_a = self.challenger.components(y, mask, n_pos, n_neg, self._a)
+        auc_b = self.champion.components(y, mask, n_pos, n_neg, self._b)
+        pos_rows = np.flatnonzero(positives)
+        neg_rows = np.flatnonzero(~y if mask is None else ~y & mask)
+        s10 = np.cov(np.vstack([self._a[pos_rows], self._b[pos_rows]]))
+        s01 = np.cov(np.vstack([self._a[neg_rows], self._b[neg_rows]]))
+        cov = s10 / n_pos + s01 / n_neg
+        var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+        return DeLong(auc_a, auc_b, math.sqrt(max(var, 0.0)))
+
+
 def delong(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> DeLong | None:
     """ROC AUC of both models and DeLong's paired standard error of AUC(challenger) - AUC(champion),
     in O(n log n); None when a class has fewer than 2 rows."""
-    y = np.asarray(y).astype(bool)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos < 2 or n_neg < 2:
-        return None
-    order = np.concatenate([np.flatnonzero(y), np.flatnonzero(~y)])
-    a10, a01, auc_a = _midrank_components(np.asarray(challenger)[order], n_pos)
-    b10, b01, auc_b = _midrank_components(np.asarray(champion)[order], n_pos)
-    s10 = np.cov(np.vstack([a10, b10]))
-    s01 = np.cov(np.vstack([a01, b01]))
-    cov = s10 / n_pos + s01 / n_neg
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    return DeLong(auc_a, auc_b, math.sqrt(max(var, 0.0)))
+    return PairedScores(y, challenger, champion).delong()
 
 
 def delong_se(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> float | None:
@@ -118,6 +148,14 @@ class LinearMetric:
     name: str
     threshold: float = 0.5
     bins: int = 10
+
+    @property
+    def column_key(self) -> tuple:
+        """Metrics with the same key read the same per-row columns (precision, recall and F1 all read
+        true positives, predicted positives and positives at one threshold), so those are built once."""
+        if self.name in ("precision", "recall", "f1"):
+            return ("counts", self.threshold)
+        return (self.name, self.bins) if self.name == "calibration_error" else (self.name,)
 
     def columns(self, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float32)
@@ -167,6 +205,28 @@ class PairedRequest:
     mask: np.ndarray | None = None
 
 
+class _Columns:
+    """The per-row columns of one group of requests, each distinct column block built once."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.blocks: list[np.ndarray] = []
+        self.width = 0
+        self._offsets: dict[tuple, int] = {}
+
+    def add(self, key: tuple, block: np.ndarray, mask: np.ndarray | None) -> int:
+        """Offset of `block` (rows of `mask`, or all n rows) among the group's columns."""
+        if key not in self._offsets:
+            if mask is not None:  # the slice's rows scattered into full-length columns, zero elsewhere
+                full = np.zeros((self.n, block.shape[1]), dtype=np.float32)
+                full[mask] = block
+                block = full
+            self._offsets[key] = self.width
+            self.blocks.append(block)
+            self.width += block.shape[1]
+        return self._offsets[key]
+
+
 def bootstrap_differences(
     n: int,
     requests: dict[str, PairedRequest],
@@ -177,47 +237,61 @@ def bootstrap_differences(
 ) -> dict[str, np.ndarray]:
     """Paired bootstrap of several metric differences over the same resamples of n rows.
 
-    Every request sees the same resample weights (how often each row was drawn, with replacement),
-    generated in chunks so that memory stays near 4M weights whatever n; the per-row columns of all
-    requests are stacked so that each chunk costs one matrix product. A request over more than
-    `exact_max_rows` rows, all of them (not a slice), whose summed columns are all far from zero, has
-    its resample sums drawn from their normal large-sample law instead (see _normal_resample_sums),
-    which costs one pass over the rows; slices and sparse counts (few predicted positives, say) are
-    always resampled. Deterministic for a given seed. Returns, per request, one difference per resample.
+    Every request sees the same resample weights (how often each row was drawn, with replacement); the
+    per-row columns of all requests are stacked, each distinct column built once (precision, recall and
+    F1 share theirs, and every request on the same rows shares one weight column), so that all
+    resamples cost a few matrix products. A request over more than `exact_max_rows` rows, all of them
+    (not a slice), whose summed columns are all far from zero, has its resample sums drawn from their
+    normal large-sample law instead (see _normal_resample_sums), which costs one pass over the rows;
+    slices and sparse counts (few predicted positives, say) are always resampled (see
+    _exact_resample_sums). Deterministic for a given seed. Returns, per request, one difference per
+    resample.
     """
     if n == 0 or resamples < 2 or not requests:
         return {k: np.array([]) for k in requests}
-    groups: dict[bool, tuple[list[np.ndarray], dict]] = {True: ([], {}), False: ([], {})}
+    groups: dict[bool, tuple[_Columns, dict[str, tuple]]] = {
+        True: (_Columns(n), {}),
+        False: (_Columns(n), {}),
+    }
+    built: dict[tuple, np.ndarray] = {}
+
+    def columns_of(metric: LinearMetric, y: np.ndarray, p: np.ndarray) -> tuple[tuple, np.ndarray]:
+        key = (metric.column_key, id(y), id(p))  # the arrays outlive this call: ids stay unique
+        if key not in built:
+            built[key] = metric.columns(y, p)
+        return key, built[key]
+
     for key, r in requests.items():
         metric = r.metric if isinstance(r.metric, LinearMetric) else None
         if metric is None:
             raise TypeError(f"bootstrap needs a LinearMetric, got {r.metric!r}")
-        a, b = metric.columns(r.y, r.challenger), metric.columns(r.y, r.champion)
-        weight = np.ones((len(r.y), 1), dtype=np.float32)
-        block = np.concatenate([a, b, weight], axis=1)
+        (a_key, a), (b_key, b) = columns_of(metric, r.y, r.challenger), columns_of(metric, r.y, r.champion)
         normal = r.mask is None and n > exact_max_rows and _dense(metric, a, b)
-        if r.mask is not None:  # scatter the slice's rows into full-length columns, zero elsewhere
-            full = np.zeros((n, block.shape[1]), dtype=np.float32)
-            full[r.mask] = block
-            block = full
-        blocks, layout = groups[normal]
-        layout[key] = (sum(x.shape[1] for x in blocks), a.shape[1], metric, r.sign)
-        blocks.append(block)
+        columns, layout = groups[normal]
+        rows = id(r.mask)  # requests on the same rows (the same mask, or all rows) share a weight column
+        layout[key] = (
+            columns.add((rows, *a_key), a, r.mask),
+            columns.add((rows, *b_key), b, r.mask),
+            columns.add(("weight", rows), np.ones((len(r.y), 1), dtype=np.float32), r.mask),
+            a.shape[1],
+            metric,
+            r.sign,
+        )
     out: dict[str, list[np.ndarray]] = {k: [] for k in requests}
-    for normal, (blocks, layout) in groups.items():
-        if not blocks:
+    for normal, (columns, layout) in groups.items():
+        if not layout:
             continue
-        columns = np.ascontiguousarray(np.concatenate(blocks, axis=1))
+        stacked = np.ascontiguousarray(np.concatenate(columns.blocks, axis=1))
         sum_draws: Iterable[np.ndarray] = (
-            [_normal_resample_sums(columns, resamples, seed)]
+            [_normal_resample_sums(stacked, resamples, seed)]
             if normal
-            else _exact_resample_sums(columns, resamples, seed)
+            else _exact_resample_sums(stacked, resamples, seed)
         )
         for sums in sum_draws:
-            for key, (c0, width, metric, sign) in layout.items():
-                weight = sums[:, c0 + 2 * width]
-                ch = metric.combine(sums[:, c0 : c0 + width], weight)
-                cp = metric.combine(sums[:, c0 + width : c0 + 2 * width], weight)
+            for key, (ch_at, cp_at, weight_at, width, metric, sign) in layout.items():
+                weight = sums[:, weight_at]
+                ch = metric.combine(sums[:, ch_at : ch_at + width], weight)
+                cp = metric.combine(sums[:, cp_at : cp_at + width], weight)
                 out[key].append(sign * (ch - cp))
     return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -234,17 +308,29 @@ def _dense(metric: LinearMetric, a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _exact_resample_sums(columns: np.ndarray, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Column sums over `resamples` resamples of the rows drawn with replacement, in chunks that keep
-    near 4M weights in memory; one matrix product per chunk."""
+    """Column sums over `resamples` resamples of the n rows drawn with replacement.
+
+    Only rows with a non-zero value in some column move the sums, and a column of ones (all rows'
+    weight) always sums to n. So each resample draws how many of its n draws land on those rows
+    (binomial), then which of them (uniform): together exactly the row counts of drawing n rows with
+    replacement, restricted to those rows, at a cost that follows their number rather than n. In chunks
+    that keep near 4M weights in memory; one matrix product per chunk."""
     n = len(columns)
-    chunk = max(1, min(resamples, 4_000_000 // n))
+    constant = np.all(columns == 1.0, axis=0)
+    support = np.flatnonzero(np.any(columns[:, ~constant] != 0, axis=1))
+    values = columns[support]
+    m = max(len(support), 1)
+    chunk = max(1, min(resamples, 4_000_000 // m))
     for start in range(0, resamples, chunk):
         k = min(chunk, resamples - start)
-        draws = np.random.default_rng([seed, start]).integers(0, n, size=(k, n), dtype=np.uint32)
-        w = np.empty((k, n), dtype=np.float32)
+        rng = np.random.default_rng([seed, start])
+        landed = rng.binomial(n, len(support) / n, size=k)
+        w = np.zeros((k, len(support)), dtype=np.float32)
         for i in range(k):
-            w[i] = np.bincount(draws[i], minlength=n)
-        yield w @ columns
+            w[i] = np.bincount(rng.integers(0, m, size=landed[i]), minlength=len(support))
+        sums = w @ values
+        sums[:, constant] = n
+        yield sums
 
 
 def _normal_resample_sums(columns: np.ndarray, resamples: int, seed: int) -> np.ndarray:
@@ -258,8 +344,8 @@ def _normal_resample_sums(columns: np.ndarray, resamples: int, seed: int) -> np.
     n, c = columns.shape
     mean = np.zeros(c)
     cross = np.zeros((c, c))
-    for start in range(0, n, 262_144):  # float64 accumulation, bounded extra memory
-        block = columns[start : start + 262_144].astype(np.float64)
+    for start in range(0, n, 16_384):  # float64 accumulation over small blocks: little extra memory
+        block = columns[start : start + 16_384].astype(np.float64)
         mean += block.sum(axis=0)
         cross += block.T @ block
     mean /= n
