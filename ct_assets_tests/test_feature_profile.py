@@ -50,3 +50,28 @@ def test_profile_shares_count_every_row_in_its_bin_and_nulls_apart(
         want = [*(bins / len(values)), (len(values) - len(finite)) / len(values)]
         assert got["shares"] == pytest.approx(want, abs=1e-12), f.name
     assert profile["usage_hours"]["shares"][-1] > 0.2  # the nulls and NaNs were counted, apart
+
+
+def test_a_large_training_set_is_profiled_on_an_even_deterministic_sample(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Above PROFILE_MAX_ROWS the profile reads every k-th row: the same rows every time, spread over the
+    whole frame, with decile edges where the full set has them (here 4,000 sampled rows: a decile's rank
+    moves by about 0.5 percentile point, so 2 points is four standard errors)."""
+    settings = make_settings()
+    frame = churn_frame(12_000, seed=12)
+    sample = monitoring.profile_rows(frame, max_rows=5000)
+    assert sample.height == 4000  # stride 3: the smallest that fits in 5000
+    assert sample["row_id"].to_list() == frame["row_id"].to_list()[::3]
+    assert monitoring.profile_rows(frame, max_rows=12_000) is frame
+    full = frame["usage_hours"].cast(pl.Float64).to_numpy()
+    full = np.sort(full[np.isfinite(full)])
+    part = sample["usage_hours"].cast(pl.Float64).to_numpy()
+    part = part[np.isfinite(part)]
+    edges = np.quantile(part, np.linspace(0.1, 0.9, 9))
+    ranks = (np.searchsorted(full, edges, "left") + np.searchsorted(full, edges, "right")) / 2 / len(full)
+    np.testing.assert_allclose(ranks, np.linspace(0.1, 0.9, 9), atol=0.02)
+    big = pl.concat([frame] * 25)  # 300,000 rows: profiled on a sample of them
+    profile = monitoring.feature_profile(big, settings)
+    assert profile == monitoring.feature_profile(monitoring.profile_rows(big), settings)
+    assert profile == monitoring.feature_profile(big, settings)

@@ -145,6 +145,7 @@ def raw_deltas_newest_file_fresh(
     pending = [f.landed_at for f in landing.ready_files(s.paths.landing)]
     with connect_reader(s, wait_seconds=30) as con:
         fr = freshness(con, s, now, pending)
+        open_before = alerts.has_open(con, "freshness:file_age")
     limit = s.freshness.max_file_age_hours
     passed = fr.file_age_hours is not None and fr.file_age_hours <= limit
     _alert_on_breach(
@@ -154,6 +155,7 @@ def raw_deltas_newest_file_fresh(
         passed,
         now,
         f"no new file for {_hours(fr.file_age_hours)} (limit {limit} h) in {s.paths.landing}",
+        open_before,
     )
     return dg.AssetCheckResult(
         passed=passed,
@@ -183,6 +185,7 @@ def champion_model_data_lag_within_limit(
     now = utc_now()
     with connect_reader(s, wait_seconds=30) as con:
         fr = freshness(con, s, now)
+        open_before = alerts.has_open(con, "freshness:data_lag")
     limit = s.freshness.max_data_lag_hours
     if fr.champion_event_time is None:
         passed, text = False, "no champion yet: every ingested row is unserved by a model"
@@ -191,7 +194,9 @@ def champion_model_data_lag_within_limit(
         text = (
             f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)}"
         )
-        _alert_on_breach(context, s, "freshness:data_lag", passed, now, f"{text} (limit {limit} h)")
+        _alert_on_breach(
+            context, s, "freshness:data_lag", passed, now, f"{text} (limit {limit} h)", open_before
+        )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
@@ -205,10 +210,14 @@ def champion_model_data_lag_within_limit(
     )
 
 
-def _alert_on_breach(context, s, cause: str, passed: bool, now: datetime, message: str) -> None:
-    """A breach raises one alert per cause until the check passes again, which closes it."""
+def _alert_on_breach(
+    context, s, cause: str, passed: bool, now: datetime, message: str, open_before: bool
+) -> None:
+    """A breach raises one alert per cause until the check passes again, which closes it (a pass with
+    no alert open, as `open_before` read, writes nothing)."""
     if passed:
-        alerts.close_alerts(s, cause, now)
+        if open_before:
+            alerts.close_alerts(s, cause, now)
     else:
         alerts.raise_alert(s, kind="freshness", cause=cause, message=message, now=now, logger=context.log)
 

@@ -35,10 +35,14 @@ def blocking_checks_passed(instance: dg.DagsterInstance, report_run_id: str, ver
     """Names of the blocking checks that did NOT pass for this challenger's report, read from the
     Dagster instance's event log (empty list: all passed)."""
     problems = []
-    for name in BLOCKING_CHECKS:
-        key = dg.AssetCheckKey(dg.AssetKey("validation_report"), name)
-        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
-        record = next((r for r in records if r.run_id == report_run_id), None)
+    keys = {name: dg.AssetCheckKey(dg.AssetKey("validation_report"), name) for name in BLOCKING_CHECKS}
+    # One query for the latest evaluation of every check: in the CT run that is the report's own run.
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys.values()))
+    for name, key in keys.items():
+        record = latest.get(key)
+        if record is None or record.run_id != report_run_id:  # a later run evaluated it: look further back
+            records = instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
+            record = next((r for r in records if r.run_id == report_run_id), None)
         evaluation = record.evaluation if record is not None else None
         if record is None or evaluation is None:
             problems.append(f"{name} (no result in run {report_run_id})")

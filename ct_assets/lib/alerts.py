@@ -76,6 +76,14 @@ def record(
     return alert
 
 
+def has_open(con, cause_prefix: str) -> bool:
+    """Whether an alert whose cause starts with `cause_prefix` is open."""
+    rows = con.execute(
+        "SELECT 1 FROM alerts WHERE resolved_at IS NULL AND starts_with(cause, ?) LIMIT 1", [cause_prefix]
+    ).fetchall()
+    return bool(rows)
+
+
 def resolve(con, cause_prefix: str, now: datetime) -> int:
     """Close the open alerts whose cause starts with `cause_prefix`; returns how many."""
     rows = con.execute(

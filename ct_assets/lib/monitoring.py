@@ -23,9 +23,24 @@ OTHER_BIN = "(other)"
 EPS = 1e-4  # share floor in PSI, so an empty bin does not make it infinite
 
 
+PROFILE_MAX_ROWS = 250_000  # the reference profile reads at most this many training rows
+
+
+def profile_rows(frame: pl.DataFrame, max_rows: int = PROFILE_MAX_ROWS) -> pl.DataFrame:
+    """The rows a profile is computed on: all of them up to `max_rows`, else every k-th row (k the
+    smallest stride that fits), a deterministic sample spread evenly over the frame's order. Decile
+    edges from 250,000 rows sit within about 0.1 percentile point of the full set's, far below what
+    moves a PSI; the full sort of millions of rows is what it saves."""
+    if frame.height <= max_rows:
+        return frame
+    return frame.gather_every(-(-frame.height // max_rows))
+
+
 def feature_profile(frame: pl.DataFrame, settings: Settings) -> dict[str, dict[str, Any]]:
-    """Reference distribution of every feature: bin edges and shares (numeric), or shares (categorical)."""
+    """Reference distribution of every feature: bin edges and shares (numeric), or shares (categorical),
+    on the rows `profile_rows` picks."""
     out: dict[str, dict[str, Any]] = {}
+    frame = profile_rows(frame)
     n = max(frame.height, 1)
     for f in settings.features:
         col = frame[f.name]

@@ -43,7 +43,7 @@ class SortedScores:
     are read off this one sort (a slice keeps its rows in score order), instead of sorting each slice."""
 
     def __init__(self, scores: np.ndarray) -> None:
-        self.order = np.argsort(scores, kind="stable")
+        self.order = np.argsort(scores)  # the order among tied scores does not change a component
         self.sorted = np.asarray(scores)[self.order]
 
     def components(
@@ -51,22 +51,29 @@ class SortedScores:
     ) -> float:
         """DeLong's structural components on the rows in `mask` (all rows when None), written into `out`
         at their row positions: for each positive, the share of negatives scored below it (ties count
-        half); for each negative, the share of positives scored above it. Binary searches with sorted
-        queries give the same values as midranks. Returns the AUC."""
+        half); for each negative, the share of positives scored above it (ties count half). The rows are
+        in score order, so running counts of each class per group of tied scores give them in a few
+        linear passes (the same values as midranks). Returns the AUC."""
         if mask is None:
             rows, values = self.order, self.sorted
         else:
             keep = mask[self.order]
             rows, values = self.order[keep], self.sorted[keep]
         positive = y[rows]
-        pos_sorted, neg_sorted = values[positive], values[~positive]
-        below = np.searchsorted(neg_sorted, pos_sorted, side="left")
-        tied = np.searchsorted(neg_sorted, pos_sorted, side="right") - below
-        v10 = (below + 0.5 * tied) / n_neg
+        first = np.empty(len(values), dtype=bool)  # first row of each group of tied scores
+        first[:1] = True
+        np.not_equal(values[1:], values[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        pos_upto = np.cumsum(positive)  # positives up to and including each row
+        pos_before = np.concatenate([[0], pos_upto[starts[1:] - 1]])  # per group: positives scored lower
+        pos_in = np.diff(np.concatenate([pos_before, [n_pos]]))  # per group: tied positives
+        neg_before = starts - pos_before
+        neg_in = np.diff(np.concatenate([starts, [len(values)]])) - pos_in
+        g_pos, g_neg = group[positive], group[~positive]
+        v10 = (neg_before[g_pos] + 0.5 * neg_in[g_pos]) / n_neg
         out[rows[positive]] = v10
-        left = np.searchsorted(pos_sorted, neg_sorted, side="left")
-        right = np.searchsorted(pos_sorted, neg_sorted, side="right")
-        out[rows[~positive]] = (n_pos - right + 0.5 * (right - left)) / n_pos
+        out[rows[~positive]] = (n_pos - pos_before[g_neg] - 0.5 * pos_in[g_neg]) / n_pos
         return float(v10.mean())
 
 
