@@ -48,7 +48,7 @@ def _num(x: Any, digits: int = 4, signed: bool = False) -> str:
 def roc_points(y: np.ndarray, p: np.ndarray, limit: int = 150) -> list[tuple[float, float]]:
     """(false positive rate, true positive rate) along descending thresholds, thinned to `limit` points."""
     p = as_probabilities(p)
-    order = np.argsort(-p, kind="stable")
+    order = np.argsort(-p)
     ys = y[order]
     tps = np.cumsum(ys)
     fps = np.cumsum(1 - ys)
