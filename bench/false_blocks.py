@@ -31,14 +31,16 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ct-false-blocks-"))
     os.chdir(work)
     os.environ.pop("CT_ASSETS_CONFIG", None)
+    from ct_assets.common.clock import utc_now
     from ct_assets.config import load_settings
-    from ct_assets.lib import gate
-    from ct_assets.lib import model as lgbm
-    from ct_assets.lib.datasets import build_golden, define_training_dataset, read_split, record_dataset
-    from ct_assets.lib.evaluation import eval_sets
-    from ct_assets.lib.ingest import ingest_landed_files, utc_now
-    from ct_assets.lib.simulator import SimulationOptions, simulate
-    from ct_assets.lib.warehouse import connect_writer, init_warehouse, transaction
+    from ct_assets.core import gate
+    from ct_assets.core.datasets.golden import build_golden
+    from ct_assets.core.datasets.training import define_training_dataset, read_split, record_dataset
+    from ct_assets.core.gate.evaluation import eval_sets
+    from ct_assets.core.ingest.ingest import ingest_landed_files
+    from ct_assets.core.modeling import model as lgbm
+    from ct_assets.store.warehouse import connect_writer, init_warehouse, transaction
+    from ct_assets.tools.simulator import SimulationOptions, simulate
 
     s = load_settings()
     init_warehouse(s)

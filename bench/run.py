@@ -85,7 +85,7 @@ def _emit(result: dict) -> None:
 def child_history(rows: int, batches: int) -> None:
     """Fill the warehouse with `rows` simulated rows in `batches` batches, straight into DuckDB."""
     from ct_assets.config import load_settings
-    from ct_assets.lib.warehouse import init_warehouse
+    from ct_assets.store.warehouse import init_warehouse
 
     s = load_settings()
     init_warehouse(s)
@@ -98,9 +98,11 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
     import numpy as np
     import polars as pl
 
-    from ct_assets.lib.hashing import row_hash_sql
-    from ct_assets.lib.simulator import STATE_FILE, SimulationOptions, generate_rows
-    from ct_assets.lib.warehouse import connect_writer, quote, raw_delta_columns
+    from ct_assets.store.hashing import row_hash_sql
+    from ct_assets.store.schema import raw_delta_columns
+    from ct_assets.store.sql import quote
+    from ct_assets.store.warehouse import connect_writer
+    from ct_assets.tools.simulator import STATE_FILE, SimulationOptions, generate_rows
 
     cols = [n for n, _ in raw_delta_columns(s)]
     per = rows // batches
@@ -159,9 +161,9 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
 def child_ingest(rows: int) -> None:
     """Land one simulated delta of `rows` rows and ingest it through the real path (GX included)."""
     from ct_assets.config import load_settings
-    from ct_assets.lib.ingest import ingest_landed_files
-    from ct_assets.lib.quality import _batch_definition
-    from ct_assets.lib.simulator import SimulationOptions, simulate
+    from ct_assets.core.ingest.ingest import ingest_landed_files
+    from ct_assets.core.ingest.quality import _batch_definition
+    from ct_assets.tools.simulator import SimulationOptions, simulate
 
     s = load_settings()
     simulate(s, SimulationOptions(batches=1, rows=rows, seed=int(time.time()) % 10_000, unlabelled=0.0))
@@ -179,13 +181,13 @@ def child_sensor_tick(roots: list[str], ticks: int) -> None:
     each on the trigger-input snapshot and on the DuckDB fallback (snapshot removed before each tick)."""
     import dagster as dg
 
+    from ct_assets.common.clock import utc_now
     from ct_assets.config import load_settings
-    from ct_assets.lib import registry
-    from ct_assets.lib.ingest import utc_now
-    from ct_assets.lib.triggers import snapshot_path
-    from ct_assets.lib.warehouse import connect_writer
-    from ct_assets.resources import SettingsResource
-    from ct_assets.sensors import retrain_sensor
+    from ct_assets.core import registry
+    from ct_assets.core.triggers.snapshot import snapshot_path
+    from ct_assets.defs.resources import SettingsResource
+    from ct_assets.defs.sensors import retrain_sensor
+    from ct_assets.store.warehouse import connect_writer
 
     def promote(root: str, watermark: str) -> int:
         os.chdir(root)
@@ -250,7 +252,7 @@ def child_cycle(runs: int, new_rows: int) -> None:
 
     from ct_assets.config import load_settings
     from ct_assets.definitions import defs
-    from ct_assets.jobs import CT_ASSETS
+    from ct_assets.defs.jobs import CT_ASSETS
 
     s = load_settings()
     job = defs.resolve_job_def("ct_job")
@@ -321,10 +323,11 @@ def child_cycle(runs: int, new_rows: int) -> None:
 def _floor_once(s: Any) -> dict:
     """Only the unavoidable work: read the training rows from the warehouse, train with the same
     parameters, score the golden set and the recent holdout (the rows the gate compares on)."""
-    from ct_assets.lib import model as lgbm
-    from ct_assets.lib.datasets import active_golden, define_training_dataset, read_golden, read_split
-    from ct_assets.lib.evaluation import recent_holdout
-    from ct_assets.lib.warehouse import connect_reader
+    from ct_assets.core.datasets.golden import active_golden, read_golden
+    from ct_assets.core.datasets.training import define_training_dataset, read_split
+    from ct_assets.core.gate.evaluation import recent_holdout
+    from ct_assets.core.modeling import model as lgbm
+    from ct_assets.store.warehouse import connect_reader
 
     t = time.perf_counter()
     with connect_reader(s, wait_seconds=30) as con:
@@ -365,9 +368,10 @@ def child_gate(golden_rows: int, runs: int) -> None:
     import polars as pl
 
     from ct_assets.config import load_settings
-    from ct_assets.lib import evaluation, gate
-    from ct_assets.lib import model as lgbm
-    from ct_assets.lib.simulator import SimulationOptions, generate_rows
+    from ct_assets.core import gate
+    from ct_assets.core.gate import evaluation
+    from ct_assets.core.modeling import model as lgbm
+    from ct_assets.tools.simulator import SimulationOptions, generate_rows
 
     s = load_settings()
     rng = np.random.default_rng(5)

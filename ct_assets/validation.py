@@ -16,9 +16,9 @@ from typing import Any
 import polars as pl
 
 from ct_assets.config import Settings, load_settings
+from ct_assets.core import gate
+from ct_assets.core.modeling import model as lgbm
 from ct_assets.errors import DataError
-from ct_assets.lib import gate
-from ct_assets.lib import model as lgbm
 
 TEST_SET = "test"
 

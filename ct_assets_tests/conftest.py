@@ -86,7 +86,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def warehouse(settings: Settings) -> Settings:
     """Settings whose warehouse and folders exist."""
-    from ct_assets.lib.warehouse import init_warehouse
+    from ct_assets.store.warehouse import init_warehouse
 
     init_warehouse(settings)
     return settings

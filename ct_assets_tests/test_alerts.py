@@ -16,11 +16,11 @@ import dagster as dg
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.lib import alerts, registry
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
-from ct_assets.resources import SettingsResource
-from ct_assets.sensors import run_failure_alert_sensor
+from ct_assets.core import alerts, registry
+from ct_assets.defs.resources import SettingsResource
+from ct_assets.defs.sensors import run_failure_alert_sensor
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import WEAK, run, small
 
 ALERT_COLUMNS = ("alert_id", "raised_at", "kind", "cause", "message", "details", "delivered", "resolved_at")
@@ -314,7 +314,7 @@ def test_a_cycle_whose_ct_run_fails_alerts_once(
 ) -> None:
     """Runs that `ct-assets cycle` executes in-process are not seen by the daemon's failure sensor (they
     belong to no code location), so the cycle alerts on its failed CT run itself: once per cause."""
-    from ct_assets.cli.cycle import run_cycle
+    from ct_assets.commands.cycle import run_cycle
 
     hook = {"webhook_url": webhook.url}
     settings = champion_then(make_settings, instance, alerts=hook)

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.lib import registry
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.core import registry
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import WEAK, run, small
 
 GX_CHECKS = [

@@ -22,11 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from ct_assets.config import Settings, load_settings
+from ct_assets.core.ingest.ingest import FileResult, IngestReport, ingest_landed_files
+from ct_assets.core.ingest.landing import display_name
 from ct_assets.errors import ConfigError
-from ct_assets.lib.ingest import FileResult, IngestReport, ingest_landed_files
-from ct_assets.lib.landing import display_name
-from ct_assets.lib.simulator import SimulationOptions, generate_rows, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse, raw_delta_columns
+from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 CHUNK_ROWS = 100_000  # [ingest] chunk_rows of the module's configuration

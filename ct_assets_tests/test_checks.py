@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 import tomli_w
 
+from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings, load_settings
-from ct_assets.lib import gate, registry
-from ct_assets.lib.ingest import ingest_landed_files, utc_now
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.core import gate, registry
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import WEAK, run, small
 
 GX_CHECKS = [

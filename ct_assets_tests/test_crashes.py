@@ -33,15 +33,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ct_assets.cli import runs
+from ct_assets.commands import runs
+from ct_assets.common import failpoints
 from ct_assets.config import Settings, load_settings
+from ct_assets.core.modeling import model as lgbm
 from ct_assets.definitions import defs
-from ct_assets.lib import failpoints
-from ct_assets.lib import model as lgbm
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import init_warehouse
-from ct_assets.resources import SettingsResource
-from ct_assets.sensors import landing_sensor, retrain_sensor
+from ct_assets.defs.resources import SettingsResource
+from ct_assets.store.warehouse import init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.conftest import write_config
 from ct_assets_tests.helpers import small
 
@@ -57,6 +56,9 @@ BASE_FILES, BASE_ROWS = 2, 3000  # ingested and trained on: champion v0001
 NEW_FILES, NEW_ROWS = 2, 1500  # waiting in the landing folder: enough labelled rows for a retrain
 RECOVERED = "was left running by a killed process; marked failed"
 LIVE = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
+
+landing_sensor = defs.get_sensor_def("landing_sensor")
+retrain_sensor = defs.get_sensor_def("retrain_sensor")
 
 
 # ----------------------------------------------------------------------------------------- plumbing
@@ -227,7 +229,7 @@ def inside(p: Project, config: Path | None = None) -> Iterator[None]:
 
 
 def cycle_in_process(p: Project, config: Path | None = None) -> dict[str, Any]:
-    from ct_assets.cli.cycle import run_cycle
+    from ct_assets.commands.cycle import run_cycle
 
     with inside(p, config):
         return run_cycle(load_settings(config or p.config))

@@ -15,25 +15,22 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings, load_settings
-from ct_assets.errors import DataError
-from ct_assets.lib import evaluation
-from ct_assets.lib.datasets import (
+from ct_assets.core.datasets.golden import GoldenInfo, active_golden, build_golden, golden_quotas, read_golden
+from ct_assets.core.datasets.training import (
     DatasetInfo,
-    GoldenInfo,
-    active_golden,
-    build_golden,
     define_training_dataset,
-    golden_quotas,
     load_dataset,
-    read_golden,
     read_split,
     record_dataset,
 )
-from ct_assets.lib.hashing import row_hash_sql
-from ct_assets.lib.ingest import ingest_landed_files
-from ct_assets.lib.landing import ready_files
-from ct_assets.lib.simulator import SimulationOptions, generate_rows, simulate
-from ct_assets.lib.warehouse import connect_writer, init_warehouse, raw_delta_columns, transaction
+from ct_assets.core.gate import evaluation
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.ingest.landing import ready_files
+from ct_assets.errors import DataError
+from ct_assets.store.hashing import row_hash_sql
+from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.warehouse import connect_writer, init_warehouse, transaction
+from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)
 BATCHES, ROWS = 4, 1000  # ingested into the base warehouse; one more batch waits in its landing folder

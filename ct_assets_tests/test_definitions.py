@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ct_assets import jobs
 from ct_assets.definitions import defs
+from ct_assets.defs import jobs
 
 # asset -> (group, upstream assets)
 ASSETS = {

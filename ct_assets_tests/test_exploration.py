@@ -15,11 +15,11 @@ import dagster as dg
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.lib import model as lgbm
-from ct_assets.lib.datasets import DatasetInfo, read_split
-from ct_assets.lib.reproduce import reproduce
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.core.datasets.training import DatasetInfo, read_split
+from ct_assets.core.modeling import model as lgbm
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.reproduce import reproduce
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 
 FLAG = "explored"

@@ -10,9 +10,9 @@ from typing import Any
 import dagster as dg
 
 from ct_assets.config import Settings
-from ct_assets.lib import gate, registry
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.core import gate, registry
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 
 GOLDEN = gate.regression_check("golden")

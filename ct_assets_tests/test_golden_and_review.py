@@ -14,21 +14,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ct_assets.cli.status import status
+from ct_assets.commands.status import status
 from ct_assets.config import Settings
-from ct_assets.lib import registry
-from ct_assets.lib.datasets import active_golden, read_golden
-from ct_assets.lib.metrics import all_metrics
-from ct_assets.lib.model import labels, load_version
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import (
-    SCHEMA_VERSION,
-    connect_reader,
-    connect_writer,
-    init_warehouse,
-    raw_delta_columns,
-    transaction,
-)
+from ct_assets.core import registry
+from ct_assets.core.datasets.golden import active_golden, read_golden
+from ct_assets.core.modeling.metrics import all_metrics
+from ct_assets.core.modeling.model import labels, load_version
+from ct_assets.store.schema import SCHEMA_VERSION, raw_delta_columns
+from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 
 EXCLUDES_GOLDEN = "training_dataset_excludes_golden"

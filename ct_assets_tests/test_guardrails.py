@@ -21,12 +21,15 @@ import dagster as dg
 import pytest
 import yaml
 
-from ct_assets.cli.runs import create_instance_storage, failure_message
+from ct_assets.commands.runs import failure_message
+from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.lib import datasets, registry
-from ct_assets.lib.ingest import ingest_landed_files, utc_now
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, connect_writer, init_warehouse, transaction, writer_lock
+from ct_assets.core import registry
+from ct_assets.core.datasets.golden import build_golden
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.defs.instance import create_instance_storage
+from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction, writer_lock
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import descendants, run, small
 
 CT_STEPS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
@@ -258,7 +261,8 @@ def test_two_concurrent_ct_runs_never_train_at_the_same_time(
 
 
 def test_the_shipped_instance_config_monitors_runs_and_lets_one_ct_run_at_a_time() -> None:
-    from ct_assets.jobs import CT_RUN_TAG, ct_job
+    from ct_assets.defs.constants import CT_RUN_TAG
+    from ct_assets.defs.jobs import ct_job
 
     shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
     assert shipped["run_monitoring"]["enabled"] is True
@@ -321,7 +325,7 @@ def test_a_daemon_launched_ct_run_over_its_max_runtime_is_cancelled_by_run_monit
     simulate(settings, SimulationOptions(batches=3, rows=2000, seed=1))
     ingest_landed_files(settings)
     with connect_writer(settings) as con, transaction(con):
-        datasets.build_golden(con, settings, reason="test", run_id="", now=utc_now())
+        build_golden(con, settings, reason="test", run_id="", now=utc_now())
 
     # The instance config ct_assets ships, polled every second instead of every 30.
     home = project / "daemon_home"

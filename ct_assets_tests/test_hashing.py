@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ct_assets.lib.hashing import AGGREGATE_SQL, combine, data_hash, file_sha256, key_hash_sql, row_hash_sql
+from ct_assets.store.hashing import AGGREGATE_SQL, combine, data_hash, file_sha256, key_hash_sql, row_hash_sql
 
 COLUMNS = ["t", "id", "x", "c", "y"]
 ROW = "TIMESTAMP '2024-05-01 12:30:00', 7, 1.25, 'north', 1"

@@ -16,11 +16,13 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings, load_settings
-from ct_assets.lib.hashing import row_hash_sql
-from ct_assets.lib.ingest import FileResult, IngestReport, ingest_landed_files, normalize
-from ct_assets.lib.quality import CHECKS, Outcome, first_failure, validate_delta
-from ct_assets.lib.simulator import SimulationOptions, generate_rows
-from ct_assets.lib.warehouse import connect_reader, init_warehouse, raw_delta_columns
+from ct_assets.core.ingest.ingest import FileResult, IngestReport, ingest_landed_files
+from ct_assets.core.ingest.quality import CHECKS, Outcome, first_failure, validate_delta
+from ct_assets.core.ingest.reader import normalize
+from ct_assets.store.hashing import row_hash_sql
+from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, generate_rows
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)
 

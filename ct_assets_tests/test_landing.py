@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.lib.landing import destination, is_ready_name, move, ready_files, write_reason
+from ct_assets.core.ingest.landing import destination, is_ready_name, move, ready_files, write_reason
 
 
 def touch(path: Path, mtime: float, data: bytes = b"x") -> Path:

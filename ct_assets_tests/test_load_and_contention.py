@@ -43,15 +43,15 @@ import pytest
 import yaml
 from dagster._core.scheduler.instigation import TickStatus
 
-from ct_assets.cli.export import export_warehouse
-from ct_assets.cli.runs import create_instance_storage
+from ct_assets.commands.export import export_warehouse
 from ct_assets.config import Settings
+from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.defs.constants import BATCH_TAG
+from ct_assets.defs.instance import create_instance_storage
 from ct_assets.errors import ConfigError, WarehouseBusy
-from ct_assets.jobs import BATCH_TAG
-from ct_assets.lib import landing
-from ct_assets.lib.ingest import ingest_landed_files
-from ct_assets.lib.simulator import SimulationOptions, generate_rows, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
 from ct_assets_tests.helpers import descendants, small
 
 HOST = "127.0.0.1"
@@ -860,13 +860,21 @@ def test_a_reader_holding_the_warehouse_stalls_writers_and_export_does_not_hold_
 
 
 def test_the_sensor_interval_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ct_assets import sensors
+    from ct_assets.defs.build import build_definitions
+    from ct_assets.defs.constants import SENSOR_INTERVAL_ENV
 
-    monkeypatch.delenv(sensors.SENSOR_INTERVAL_ENV, raising=False)
-    assert sensors._interval_seconds(5) == 5
-    monkeypatch.setenv(sensors.SENSOR_INTERVAL_ENV, "1")
-    assert sensors._interval_seconds(5) == 1
+    def intervals() -> dict[str, int | None]:
+        return {
+            s.name: s.minimum_interval_seconds
+            for s in build_definitions().sensors or []
+            if s.name != "run_failure_alert_sensor"
+        }
+
+    monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
+    assert intervals() == {"landing_sensor": 5, "retrain_sensor": 10}
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "1")
+    assert intervals() == {"landing_sensor": 1, "retrain_sensor": 1}
     for bad in ("0", "-1", "1.5", "soon"):
-        monkeypatch.setenv(sensors.SENSOR_INTERVAL_ENV, bad)
-        with pytest.raises(ConfigError, match=sensors.SENSOR_INTERVAL_ENV):
-            sensors._interval_seconds(5)
+        monkeypatch.setenv(SENSOR_INTERVAL_ENV, bad)
+        with pytest.raises(ConfigError, match=SENSOR_INTERVAL_ENV):
+            build_definitions()

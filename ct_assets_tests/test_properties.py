@@ -28,10 +28,11 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ct_assets.config import Settings, load_settings
-from ct_assets.lib.datasets import frame_hash
-from ct_assets.lib.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
-from ct_assets.lib.ingest import ingest_landed_files
-from ct_assets.lib.warehouse import connect_reader, fetch_one, fetch_value, init_warehouse, quote
+from ct_assets.core.datasets.training import frame_hash
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
+from ct_assets.store.sql import fetch_one, fetch_value, quote
+from ct_assets.store.warehouse import connect_reader, init_warehouse
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)  # the ingest's "now"
 INT64 = (-(2**63), 2**63 - 1)

@@ -7,9 +7,11 @@ import duckdb
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.lib import registry, triggers
-from ct_assets.lib.registry import LedgerEntry, ModelRecord
-from ct_assets.lib.warehouse import connect_writer, transaction
+from ct_assets.core import registry
+from ct_assets.core.registry import LedgerEntry, ModelRecord
+from ct_assets.core.triggers.decision import retrain_decision
+from ct_assets.core.triggers.freshness import freshness
+from ct_assets.store.warehouse import connect_writer, transaction
 
 T0 = datetime(2025, 3, 1, 9, 0, 0)
 
@@ -217,7 +219,7 @@ def champion_with_watermark(con: duckdb.DuckDBPyConnection, version: str, batch:
 
 def test_no_data_means_no_retrain(warehouse: Settings) -> None:
     with connect_writer(warehouse) as con:
-        d = triggers.retrain_decision(con, warehouse)
+        d = retrain_decision(con, warehouse)
     assert not d.should_run
     assert d.reason == "no data ingested yet"
     assert (d.champion, d.watermark_batch_id, d.newest_batch_id, d.rows_since_training) == (None, 0, 0, 0)
@@ -230,9 +232,9 @@ def test_retrain_below_and_at_the_threshold(warehouse: Settings) -> None:
         log_batch(con, None, 5000, status="quarantined")  # never counts
         log_batch(con, None, 5000, status="duplicate")
         log_batch(con, 2, 399)
-        below = triggers.retrain_decision(con, warehouse)
+        below = retrain_decision(con, warehouse)
         log_batch(con, 3, 1)
-        exactly = triggers.retrain_decision(con, warehouse)
+        exactly = retrain_decision(con, warehouse)
     assert not below.should_run
     assert below.rows_since_training == 999
     assert (
@@ -252,9 +254,9 @@ def test_retrain_counts_only_rows_after_the_champion_watermark(warehouse: Settin
             log_batch(con, batch, 700)
         champion_with_watermark(con, "v0001", batch=2)
         # Judged right after the champion's training, so that the staleness fallback is not due.
-        after_promotion = triggers.retrain_decision(con, warehouse, now=at(1))
+        after_promotion = retrain_decision(con, warehouse, now=at(1))
         log_batch(con, 4, 300)
-        later = triggers.retrain_decision(con, warehouse, now=at(1))
+        later = retrain_decision(con, warehouse, now=at(1))
     assert after_promotion.champion == "v0001"
     assert after_promotion.watermark_batch_id == 2
     assert after_promotion.rows_since_training == 700
@@ -268,9 +270,9 @@ def test_promotion_resets_the_count(warehouse: Settings) -> None:
     with connect_writer(warehouse) as con, transaction(con):
         for batch in (1, 2):
             log_batch(con, batch, 800)
-        assert triggers.retrain_decision(con, warehouse).should_run
+        assert retrain_decision(con, warehouse).should_run
         champion_with_watermark(con, "v0001", batch=2)
-        d = triggers.retrain_decision(con, warehouse)
+        d = retrain_decision(con, warehouse)
     assert not d.should_run
     assert d.rows_since_training == 0
 
@@ -279,7 +281,7 @@ def test_champion_without_a_model_row_counts_from_the_start(warehouse: Settings)
     with connect_writer(warehouse) as con, transaction(con):
         log_batch(con, 1, 1200)
         act(con, "promoted", "v0042", 0)
-        d = triggers.retrain_decision(con, warehouse)
+        d = retrain_decision(con, warehouse)
     assert d.champion == "v0042"
     assert d.watermark_batch_id == 0
     assert d.should_run
@@ -288,14 +290,14 @@ def test_champion_without_a_model_row_counts_from_the_start(warehouse: Settings)
 def test_freshness(warehouse: Settings) -> None:
     with connect_writer(warehouse) as con, transaction(con):
         now = at(60 * 24)
-        empty = triggers.freshness(con, warehouse, now)
+        empty = freshness(con, warehouse, now)
         assert empty.data_lag_hours is None
         assert empty.file_age_hours is None
         for batch in (1, 2, 3):
             log_batch(con, batch, 10)
         champion_with_watermark(con, "v0001", batch=1)
-        f = triggers.freshness(con, warehouse, now, pending_mtimes=[at(2)])
-        pending = triggers.freshness(con, warehouse, now, pending_mtimes=[at(2), at(500)])
+        f = freshness(con, warehouse, now, pending_mtimes=[at(2)])
+        pending = freshness(con, warehouse, now, pending_mtimes=[at(2), at(500)])
     assert pending.newest_file_landed_at == at(500)
     assert f.newest_event_time == at(3) - timedelta(hours=1)
     assert f.champion_event_time == at(1) - timedelta(hours=1)

@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings, load_settings
-from ct_assets.lib.report import CHALLENGER_COLOR, CHAMPION_COLOR
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import init_warehouse
+from ct_assets.core.gate.report import CHALLENGER_COLOR, CHAMPION_COLOR
+from ct_assets.store.warehouse import init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.conftest import default_tables, write_config
 from ct_assets_tests.helpers import run, small
 

@@ -15,13 +15,16 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.lib import datasets
-from ct_assets.lib import model as lgbm
-from ct_assets.lib.ingest import ingest_landed_files, utc_now
-from ct_assets.lib.reproduce import reproduce
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, connect_writer, fetch_value, init_warehouse, transaction
+from ct_assets.core.datasets.golden import build_golden
+from ct_assets.core.datasets.training import DatasetInfo, define_training_dataset, load_dataset, read_split
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.modeling import model as lgbm
+from ct_assets.store.sql import fetch_value
+from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
+from ct_assets.tools.reproduce import reproduce
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 
 # One value of one row, changed in place: column -> SQL expression of the new value.
@@ -53,13 +56,13 @@ def champion(make_settings: Callable[..., Settings], instance: dg.DagsterInstanc
     return settings
 
 
-def dataset_of(settings: Settings, version: str) -> datasets.DatasetInfo:
+def dataset_of(settings: Settings, version: str) -> DatasetInfo:
     with connect_reader(settings) as con:
         dataset_hash = fetch_value(con, "SELECT dataset_hash FROM models WHERE version = ?", [version])
-        return datasets.load_dataset(con, dataset_hash)
+        return load_dataset(con, dataset_hash)
 
 
-def train_row_id(settings: Settings, ds: datasets.DatasetInfo) -> int:
+def train_row_id(settings: Settings, ds: DatasetInfo) -> int:
     """A row of the train split: labelled, not golden, before the holdout boundary, in the window."""
     with connect_reader(settings) as con:
         row_id = fetch_value(
@@ -70,7 +73,7 @@ def train_row_id(settings: Settings, ds: datasets.DatasetInfo) -> int:
             "ORDER BY d.event_time, d.row_id LIMIT 1 OFFSET 100",
             [ds.max_batch_id, ds.window_start, ds.holdout_start_time, ds.golden_hash],
         )
-        train_ids = set(datasets.read_split(con, settings, ds, "train")["row_id"].to_list())
+        train_ids = set(read_split(con, settings, ds, "train")["row_id"].to_list())
     assert row_id in train_ids
     return int(row_id)
 
@@ -149,12 +152,12 @@ def warehouse_at(make_settings: Callable[..., Settings], name: str) -> Settings:
     return settings
 
 
-def build(settings: Settings) -> tuple[datasets.DatasetInfo, list[tuple[Any, ...]]]:
+def build(settings: Settings) -> tuple[DatasetInfo, list[tuple[Any, ...]]]:
     """Ingest what landed, freeze the golden set, define the training data set; also the per-batch hashes."""
     ingest_landed_files(settings)
     with connect_writer(settings) as con, transaction(con):
-        golden = datasets.build_golden(con, settings, reason="test", run_id="", now=utc_now())
-        ds = datasets.define_training_dataset(con, settings, golden.golden_hash)
+        golden = build_golden(con, settings, reason="test", run_id="", now=utc_now())
+        ds = define_training_dataset(con, settings, golden.golden_hash)
         batches = con.execute(
             "SELECT batch_id, rows, data_hash FROM ingest_log WHERE status = 'ingested' ORDER BY batch_id"
         ).fetchall()
@@ -187,9 +190,9 @@ def test_the_data_hash_ignores_row_order_and_sees_every_value(
     assert ds_shuffled == ds_original
     # Training reads the rows in one canonical order, so the two warehouses train the same bytes.
     with connect_reader(original) as con:
-        train_original = datasets.read_split(con, original, ds_original, "train")
+        train_original = read_split(con, original, ds_original, "train")
     with connect_reader(shuffled) as con:
-        train_shuffled = datasets.read_split(con, shuffled, ds_shuffled, "train")
+        train_shuffled = read_split(con, shuffled, ds_shuffled, "train")
     assert train_shuffled.equals(train_original)
     text = {
         lgbm.train(frame, original).booster.model_to_string() for frame in (train_original, train_shuffled)

@@ -11,14 +11,14 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings
+from ct_assets.core.datasets.golden import active_golden, read_golden
+from ct_assets.core.gate import score_cache
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling.metrics import all_metrics
 from ct_assets.errors import RegistryError
-from ct_assets.lib import model as lgbm
-from ct_assets.lib import score_cache
-from ct_assets.lib.datasets import active_golden, read_golden
-from ct_assets.lib.ingest import ingest_landed_files
-from ct_assets.lib.metrics import all_metrics
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 from ct_assets_tests.test_model_and_gate import SMALL, churn_frame
 

@@ -36,24 +36,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ct_assets
-from ct_assets.cli.demo import dagster_dev_command
 from ct_assets.cli.main import build_parser, main
+from ct_assets.commands.demo import dagster_dev_command
+from ct_assets.common.clock import utc_now
 from ct_assets.config import LIGHTGBM_NAME_CHARS, Settings, load_settings
+from ct_assets.core import alerts, gate, registry
+from ct_assets.core.gate import report
+from ct_assets.core.modeling import model as lgbm
 from ct_assets.definitions import defs
+from ct_assets.defs.resources import HandoffIOManager
 from ct_assets.errors import ConfigError, RegistryError
-from ct_assets.lib import alerts, gate, registry, report
-from ct_assets.lib import model as lgbm
-from ct_assets.lib.ingest import utc_now
-from ct_assets.lib.simulator import SimulationOptions, generate_rows
-from ct_assets.lib.warehouse import (
-    connect_reader,
-    connect_writer,
-    fetch_value,
-    init_warehouse,
-    quote,
-    transaction,
-)
-from ct_assets.resources import HandoffIOManager
+from ct_assets.store.sql import fetch_value, quote
+from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
+from ct_assets.tools.simulator import SimulationOptions, generate_rows
 from ct_assets_tests.conftest import default_tables, write_config
 from ct_assets_tests.helpers import run, small
 

@@ -12,16 +12,21 @@ import dagster as dg
 import duckdb
 
 from ct_assets.config import Settings
+from ct_assets.core import registry
+from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.triggers.decision import read_trigger_inputs
+from ct_assets.core.triggers.snapshot import load_trigger_inputs, snapshot_inputs, snapshot_path
 from ct_assets.definitions import defs
-from ct_assets.lib import landing, registry, triggers
-from ct_assets.lib.ingest import ingest_landed_files
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
-from ct_assets.resources import SettingsResource
-from ct_assets.sensors import landing_sensor, retrain_sensor
+from ct_assets.defs.resources import SettingsResource
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import QUIET, WEAK, small
 
 CT_KEYS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
+
+landing_sensor = defs.get_sensor_def("landing_sensor")
+retrain_sensor = defs.get_sensor_def("retrain_sensor")
 
 
 def tick(
@@ -296,7 +301,7 @@ def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
     land(warehouse, batches=3, rows=500, seed=6)
     ingest_landed_files(warehouse)
     # Without a snapshot to answer from, the sensor must open DuckDB, which the holder has locked.
-    triggers.snapshot_path(warehouse).unlink()
+    snapshot_path(warehouse).unlink()
     with writer_held(warehouse) as pid:
         result, cursor = tick(retrain_sensor, instance)
         assert isinstance(result, dg.SkipReason)
@@ -321,8 +326,8 @@ def test_every_writer_leaves_a_snapshot_the_sensor_answers_from_even_while_the_w
     land(warehouse, batches=3, rows=500, seed=6)
     ingest_landed_files(warehouse)
     with connect_reader(warehouse) as con:
-        truth = triggers.read_trigger_inputs(con)
-    inputs, source = triggers.load_trigger_inputs(warehouse)
+        truth = read_trigger_inputs(con)
+    inputs, source = load_trigger_inputs(warehouse)
     assert source == "snapshot"
     assert inputs == truth
     assert inputs.newest_batch_id == 3 and inputs.rows_since_training == labelled_rows_after(warehouse, 0)
@@ -340,17 +345,17 @@ def test_a_write_from_another_tool_invalidates_the_snapshot_and_the_next_read_re
 ) -> None:
     land(warehouse, batches=2, rows=500, seed=7)
     ingest_landed_files(warehouse)
-    assert triggers.load_trigger_inputs(warehouse)[1] == "snapshot"
-    before = triggers.load_trigger_inputs(warehouse)[0]
+    assert load_trigger_inputs(warehouse)[1] == "snapshot"
+    before = load_trigger_inputs(warehouse)[0]
 
     # Something outside ct_assets (a notebook, a repair script) writes to the warehouse directly.
     con = duckdb.connect(str(warehouse.paths.warehouse))
     con.execute("UPDATE ingest_log SET rows_labelled = rows_labelled + 1000 WHERE batch_id = 2")
     con.close()
 
-    assert triggers.snapshot_inputs(warehouse) is None  # the stamp no longer matches the files
-    inputs, source = triggers.load_trigger_inputs(warehouse)
+    assert snapshot_inputs(warehouse) is None  # the stamp no longer matches the files
+    inputs, source = load_trigger_inputs(warehouse)
     assert source == "warehouse"
     assert inputs.rows_since_training == before.rows_since_training + 1000
-    again, source = triggers.load_trigger_inputs(warehouse)
+    again, source = load_trigger_inputs(warehouse)
     assert source == "snapshot" and again == inputs

@@ -9,7 +9,7 @@ import pytest
 
 from ct_assets.config import Settings
 from ct_assets.errors import CtError
-from ct_assets.lib.simulator import STATE_FILE, SimulationOptions, simulate
+from ct_assets.tools.simulator import STATE_FILE, SimulationOptions, simulate
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ct_assets.lib import gate, metrics, stats
+from ct_assets.core import gate
+from ct_assets.core.gate import stats
+from ct_assets.core.modeling import metrics
 
 
 def two_models(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

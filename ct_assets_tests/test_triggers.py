@@ -22,22 +22,24 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ct_assets.cli.runs import failure_message
+from ct_assets.commands.runs import failure_message
+from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
+from ct_assets.core import monitoring, registry
+from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.triggers.decision import TRIGGERS, RetrainDecision, retrain_decision
 from ct_assets.definitions import defs
-from ct_assets.lib import monitoring, registry
-from ct_assets.lib.ingest import ingest_landed_files, utc_now
-from ct_assets.lib.simulator import SimulationOptions, simulate
-from ct_assets.lib.triggers import TRIGGERS, RetrainDecision, retrain_decision
-from ct_assets.lib.warehouse import connect_reader, init_warehouse
-from ct_assets.resources import SettingsResource
-from ct_assets.sensors import retrain_sensor
+from ct_assets.defs.resources import SettingsResource
+from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers import run, small
 
 MIN_NEW_ROWS = 5000  # every batch landed after the champion is smaller than this
 # Decay and drift are judged from 500 rows, so that one batch of 1,500 rows is enough evidence.
 TRIGGER_CONFIG = {"min_new_rows": MIN_NEW_ROWS, "decay_min_rows": 500, "drift_min_rows": 500}
 BATCH_ROWS = 1500
+
+retrain_sensor = defs.get_sensor_def("retrain_sensor")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -352,7 +354,7 @@ def test_ten_triggering_batches_are_bounded_by_the_cooldown_and_the_daily_cap_an
 ) -> None:
     """A virtual clock: batches land every 10 minutes; the cooldown is 30 minutes, the cap 3 a day.
     Trainings read the clock through challenger_model's utc_now, the decision through `now`."""
-    from ct_assets.assets import training
+    from ct_assets.defs.assets import training
 
     settings = make_settings(
         **small(

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings, load_settings
+from ct_assets.core import gate
+from ct_assets.core.modeling import model as lgbm
 from ct_assets.errors import DataError
-from ct_assets.lib import gate
-from ct_assets.lib import model as lgbm
-from ct_assets.lib.simulator import SimulationOptions, generate_rows
+from ct_assets.tools.simulator import SimulationOptions, generate_rows
 from ct_assets.validation import evaluate_new_model, validate_new_model
 
 

@@ -24,8 +24,8 @@ def _settings():
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ct_assets.cli.runs import ensure_dagster_home
-    from ct_assets.lib.warehouse import init_warehouse
+    from ct_assets.defs.instance import ensure_dagster_home
+    from ct_assets.store.warehouse import init_warehouse
 
     s = _settings()
     created = init_warehouse(s)
@@ -44,7 +44,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ct_assets.lib.simulator import SimulationOptions, simulate
+    from ct_assets.tools.simulator import SimulationOptions, simulate
 
     opts = SimulationOptions(
         batches=args.batches,
@@ -63,7 +63,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_cycle(args: argparse.Namespace) -> int:
-    from ct_assets.cli.cycle import run_cycle
+    from ct_assets.commands.cycle import run_cycle
 
     out = run_cycle(_settings(), force=args.force)
     if args.json:
@@ -86,7 +86,7 @@ def cmd_cycle(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ct_assets.cli.status import status
+    from ct_assets.commands.status import status
 
     out = status(_settings())
     if args.json:
@@ -123,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_registry(args: argparse.Namespace) -> int:
     s = _settings()
     if args.action == "list":
-        from ct_assets.cli.status import registry_listing
+        from ct_assets.commands.status import registry_listing
 
         out = registry_listing(s, at=args.at)
         if args.json:
@@ -137,12 +137,12 @@ def cmd_registry(args: argparse.Namespace) -> int:
         print("review queue: " + (", ".join(out["review_queue"]) or "empty"))
         return 0
     if args.action == "reject":
-        from ct_assets.cli.review import reject
+        from ct_assets.commands.review import reject
 
         entry = reject(s, args.version, args.reason)
         print(f"rejected {entry.version}; champion stays {entry.champion_after or 'none'}")
         return 0
-    from ct_assets.cli.review import change_champion
+    from ct_assets.commands.review import change_champion
 
     version = getattr(args, "version", None) or getattr(args, "to", None) or ""
     out = change_champion(s, args.action, version, args.reason)
@@ -153,14 +153,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ct_assets.cli.review import report_of
+    from ct_assets.commands.review import report_of
 
     print(report_of(_settings(), args.version))
     return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ct_assets.lib.reproduce import reproduce
+    from ct_assets.tools.reproduce import reproduce
 
     out = reproduce(_settings(), args.version)
     print(
@@ -171,7 +171,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from ct_assets.cli.review import rebuild_golden
+    from ct_assets.commands.review import rebuild_golden
 
     out = rebuild_golden(_settings(), args.reason)
     print(f"golden set {out['old'] or 'none'} -> {out['new']} ({out['rows']} rows; run {out['run_id']})")
@@ -181,7 +181,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ct_assets.cli.export import run_export
+    from ct_assets.commands.export import run_export
 
     return run_export(
         _settings(), Path(args.to) if args.to else None, force=args.force, every=args.every, as_json=args.json
@@ -189,7 +189,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ct_assets.cli.demo import run_demo
+    from ct_assets.commands.demo import run_demo
 
     return run_demo(
         _settings(),

@@ -1,0 +1,121 @@
+"""`ct-assets cycle`: ingest what has landed, then run the CT job when the retrain condition holds."""
+
+import hashlib
+import time
+from typing import Any
+
+from ct_assets.commands.runs import failure_message, recover, require_success, run_job
+from ct_assets.common.clock import utc_now
+from ct_assets.config import Settings
+from ct_assets.core import alerts, registry
+from ct_assets.core.datasets.golden import active_golden
+from ct_assets.core.gate.evaluation import report_path
+from ct_assets.core.ingest import landing
+from ct_assets.core.triggers.decision import retrain_decision
+from ct_assets.defs.constants import CT_SELECTION, TRIGGER_TAG
+from ct_assets.errors import DataError
+from ct_assets.store.sql import fetch_one
+from ct_assets.store.warehouse import connect_reader
+
+
+def _ingest_counts(settings: Settings, run_id: str) -> dict[str, int]:
+    with connect_reader(settings, wait_seconds=30) as con:
+        rows = con.execute(
+            "SELECT status, count(*) FROM ingest_log WHERE run_id = ? GROUP BY 1", [run_id]
+        ).fetchall()
+    return {status: int(n) for status, n in rows}
+
+
+def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """One cycle through Dagster. Returns the JSON-able outcome; raises CtError when a run fails for a
+    reason other than the gate (a blocked challenger is a correct outcome, not an error)."""
+    started = time.perf_counter()
+    out: dict[str, Any] = {
+        "verdict": "not_triggered",
+        "champion_version": None,
+        "challenger_version": None,
+        "failed_checks": [],
+        "ingested_files": 0,
+        "quarantined_files": 0,
+        "duplicate_files": 0,
+        "runs": {},
+    }
+    recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
+    pending = landing.ready_entries(settings.paths.landing)
+    if pending:
+        res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
+        out["runs"]["ingest"] = res.run_id
+        if not res.success:
+            _failure_alert(settings, "ingest_job", res.run_id, failure_message(res))
+        require_success(res, "the ingest run")
+        counts = _ingest_counts(settings, res.run_id)
+        out["ingested_files"] = counts.get("ingested", 0)
+        out["quarantined_files"] = counts.get("quarantined", 0)
+        out["duplicate_files"] = counts.get("duplicate", 0)
+    out["ingest_seconds"] = round(time.perf_counter() - started, 3)
+
+    with connect_reader(settings, wait_seconds=30) as con:
+        decision = retrain_decision(con, settings)
+        golden_missing = active_golden(con) is None
+    out["trigger"] = decision.to_json()
+    if decision.should_run or force:
+        if decision.newest_batch_id == 0:
+            raise DataError(
+                "nothing ingested yet: land files in the landing folder (or `ct-assets simulate`) first"
+            )
+        selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
+        t = time.perf_counter()
+        res = run_job(
+            "ct_job",
+            asset_selection=selection,
+            tags={
+                TRIGGER_TAG: decision.trigger if decision.should_run and decision.trigger else "forced",
+                "ct_assets/reason": decision.reason[:200],
+            },
+        )
+        out["ct_seconds"] = round(time.perf_counter() - t, 3)
+        out["runs"]["ct"] = res.run_id
+        with connect_reader(settings, wait_seconds=30) as con:
+            trained = fetch_one(con, "SELECT version FROM models WHERE run_id = ?", [res.run_id])
+            validated = fetch_one(
+                con, "SELECT passed, failed_checks FROM validations WHERE run_id = ?", [res.run_id]
+            )
+            promoted = fetch_one(
+                con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'", [res.run_id]
+            )
+        out["challenger_version"] = trained[0] if trained else None
+        failed = [
+            e.check_name
+            for e in res.get_asset_check_evaluations()
+            if not e.passed and e.asset_key.to_user_string() == "validation_report"
+        ]
+        out["failed_checks"] = failed
+        if promoted:
+            out["verdict"] = "promoted"
+        elif validated is not None and not validated[0]:
+            out["verdict"] = "blocked"
+        elif res.success:
+            out["verdict"] = "unchanged"  # the challenger equals the champion already in place
+        else:
+            out["verdict"] = "failed"
+            out["error"] = failure_message(res)
+            _failure_alert(settings, "ct_job", res.run_id, out["error"])
+        if out["challenger_version"] and validated is not None:
+            out["report"] = str(report_path(settings, out["challenger_version"]))
+    with connect_reader(settings, wait_seconds=30) as con:
+        out["champion_version"] = registry.champion(con)
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    return out
+
+
+def _failure_alert(settings: Settings, job: str, run_id: str, error: str) -> None:
+    """Runs executed here belong to no code location, so the daemon's failure sensor does not see them:
+    the CLI raises their failure alerts itself (one per cause)."""
+    alerts.raise_alert(
+        settings,
+        kind="failure",
+        now=utc_now(),
+        cause=f"failure:{job}:{hashlib.sha256(error.encode()).hexdigest()[:10]}",
+        message=f"{job} run {run_id} failed: {error[:300]}",
+        details={"run_id": run_id, "job": job},
+    )

@@ -1,0 +1,163 @@
+"""The one TOML configuration: columns and their roles, thresholds, paths and LightGBM parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+INTERNAL_PREFIX = "_"  # column names starting with this are the warehouse's own (_batch_id, _row_hash)
+METRICS = ("roc_auc", "log_loss", "brier", "f1", "precision", "recall")
+SECONDARY_METRICS = ("log_loss", "brier", "calibration_error", "f1", "precision", "recall")
+LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: numeric (optionally bounded) or categorical (optionally a closed set)."""
+
+    name: str
+    kind: str  # "numeric" | "categorical"
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column plays which role."""
+
+    event_time: str
+    label: str
+    label_classes: tuple[Any, Any]  # (negative, positive)
+    row_id: str | None
+    row_id_type: str  # "integer" | "string"
+    slices: tuple[str, ...]
+    exploration: str | None = None  # a 0/1 flag: the row was collected under a randomised policy
+
+    @property
+    def label_is_text(self) -> bool:
+        return isinstance(self.label_classes[0], str)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things live; all absolute (relative entries resolve against the working directory)."""
+
+    warehouse: Path
+    landing: Path
+    quarantine: Path
+    archive: Path
+    models: Path
+    reports: Path
+    state: Path
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    window_days: float
+    holdout_fraction: float
+    min_train_rows: int
+    golden_fraction: float
+    golden_max_rows: int
+    golden_min_rows_per_slice: int
+    exploration_target: float = 0.0
+    exploration_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    tolerance: float
+    slice_tolerance: float
+    min_slice_rows: int
+    metric_floor: float
+    rule: str = "non_inferiority"
+    confidence: float = 0.95
+    false_block_rate: float = 0.05
+    bootstrap_resamples: int = 200
+    secondary: dict[str, float] = field(default_factory=dict)
+    holdout_max_rows: int = 250_000  # the gate compares on the newest this many holdout rows (0: all)
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """When to retrain: volume, decay on fresh labels, drift, staleness; and how often at most."""
+
+    min_new_rows: int
+    cooldown_minutes: float = 0.0
+    max_trainings_per_day: int = 1000
+    max_champion_age_hours: float = 0.0  # 0: no staleness fallback
+    decay_min_rows: int = 2000
+    decay_floor: float = 0.0  # 0: no absolute floor
+    decay_margin: float = 0.03
+    drift_psi: float = 0.2
+    drift_min_rows: int = 2000
+    drift_action: str = "report"  # report | retrain
+
+
+@dataclass(frozen=True)
+class GuardrailSettings:
+    max_training_seconds: float = 900.0
+    max_run_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class FreshnessSettings:
+    max_data_lag_hours: float
+    max_file_age_hours: float
+    max_future_minutes: float
+    max_event_age_days: float = 3650.0  # older event times are rejected at ingest (0: no limit)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration: defaults merged with the user's file."""
+
+    task: str
+    primary_metric: str
+    decision_threshold: float
+    paths: Paths
+    columns: Columns
+    features: tuple[Feature, ...]
+    retrain: RetrainSettings
+    dataset: DatasetSettings
+    gate: GateSettings
+    freshness: FreshnessSettings
+    lock_timeout_seconds: float
+    guardrails: GuardrailSettings
+    training: dict[str, Any]
+    webhook_url: str
+    source: str  # where the user's part came from ("defaults" or a file path)
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
+
+    @property
+    def min_new_rows(self) -> int:
+        return self.retrain.min_new_rows
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def stored_columns(self) -> list[str]:
+        """The user columns kept in the warehouse, in their table order."""
+        cols = [self.columns.event_time]
+        if self.columns.row_id:
+            cols.append(self.columns.row_id)
+        cols += self.feature_names
+        cols.append(self.columns.label)
+        if self.columns.exploration:
+            cols.append(self.columns.exploration)
+        return cols

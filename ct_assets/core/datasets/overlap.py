@@ -1,0 +1,81 @@
+"""What a recorded training data set holds besides its rows: golden rows that leaked in, exploration share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from ct_assets.config.settings import Settings
+from ct_assets.core.datasets.keys import key_column
+from ct_assets.core.datasets.training import DatasetInfo, selection_sql
+from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.sql import fetch_value, quote
+
+
+@dataclass(frozen=True)
+class GoldenOverlap:
+    """Golden rows found in a training data set: by key, and by content (the same values under another id)."""
+
+    by_key: int
+    by_content: int
+    examples: list[str]
+
+
+def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> GoldenOverlap:
+    """Count the training data set's rows (train and holdout, as training reads them) that are golden rows:
+    the same key, or the same values in every column but the row id (a golden row landed again under a
+    new id would otherwise leak into training)."""
+    cols = settings.columns
+    key = key_column(settings)
+    content = [quote(n) for n, _ in raw_delta_columns(settings) if n != cols.row_id]
+
+    def content_hash(alias: str) -> str:  # DuckDB's fast hash: only compared within this one query
+        return "hash(" + ", ".join(f"{alias}.{c}" for c in content) + ")"
+
+    et = quote(cols.event_time)
+    params = {"max_batch": ds.max_batch_id, "window_start": ds.window_start, "golden": ds.golden_hash}
+    # Equal content means an equal event time, so only rows at a golden row's event time are hashed.
+    # Each count is its own query: a CTE used twice in one query is materialized, all its columns.
+    matches = f"""WITH sel AS ({selection_sql(settings)}),
+                       g AS (SELECT * FROM golden_rows WHERE _golden_hash = $golden),
+                       gh AS (SELECT DISTINCT g.{et} AS t, {content_hash("g")} AS h FROM g),
+                       cand AS (SELECT sel.* FROM sel SEMI JOIN (SELECT DISTINCT t FROM gh) ge ON sel.{et} = ge.t)"""
+    by_key = fetch_value(con, f"{matches} SELECT count(*) FROM sel JOIN g ON sel.{key} = g.{key}", params)
+    by_content = fetch_value(
+        con,
+        f"{matches} SELECT count(*) FROM cand JOIN gh ON cand.{et} = gh.t AND {content_hash('cand')} = gh.h",
+        params,
+    )
+    row = (int(by_key or 0), int(by_content or 0))
+    examples: list[str] = []
+    if row[0] or row[1]:
+        examples = [
+            str(r[0])
+            for r in con.execute(
+                f"""{matches}
+                SELECT sel.{key} FROM sel WHERE sel.{key} IN (SELECT {key} FROM g)
+                   OR {content_hash("sel")} IN (SELECT h FROM gh) LIMIT 5""",
+                params,
+            ).fetchall()
+        ]
+    return GoldenOverlap(int(row[0]), int(row[1]), examples)
+
+
+def exploration_share(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> float | None:
+    """Share of the training split's rows flagged as exploration (None when no flag column is configured)."""
+    flag = settings.columns.exploration
+    if not flag:
+        return None
+    et = quote(settings.columns.event_time)
+    value = fetch_value(
+        con,
+        f"SELECT avg(CAST({quote(flag)} AS DOUBLE)) FROM ({selection_sql(settings)}) WHERE {et} < $boundary",
+        {
+            "max_batch": ds.max_batch_id,
+            "window_start": ds.window_start,
+            "golden": ds.golden_hash,
+            "boundary": ds.holdout_start_time,
+        },
+    )
+    return float(value or 0.0)

@@ -1,0 +1,61 @@
+"""Freshness: how far the champion's training data lags the newest rows, how old the newest file is,
+and which rows arrived after the champion's training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from ct_assets.config.settings import Settings
+from ct_assets.core.triggers.decision import champion_watermark
+from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.sql import fetch_one, quote
+
+FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of the newest rows
+
+
+def fresh_rows(
+    con: duckdb.DuckDBPyConnection, settings: Settings, watermark: int
+) -> tuple[pl.DataFrame, int]:
+    """The rows ingested after the champion's watermark (at most FRESH_ROWS_LIMIT, the newest), and the
+    newest batch id among them."""
+    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    et = quote(settings.columns.event_time)
+    frame = con.sql(
+        f"SELECT {names}, _batch_id FROM raw_deltas WHERE _batch_id > ? ORDER BY _batch_id DESC, {et} DESC LIMIT ?",
+        params=[watermark, FRESH_ROWS_LIMIT],
+    ).pl()
+    newest = int(frame["_batch_id"].max() or watermark) if frame.height else watermark
+    return frame.drop("_batch_id"), newest
+
+
+@dataclass(frozen=True)
+class Freshness:
+    newest_event_time: datetime | None  # newest ingested event time
+    champion_event_time: datetime | None  # newest event time the champion trained on
+    data_lag_hours: float | None  # the difference, in hours
+    newest_file_landed_at: datetime | None  # mtime of the newest file that landed (handled or pending)
+    file_age_hours: float | None
+
+
+def freshness(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    now: datetime,
+    pending_mtimes: list[datetime] | None = None,
+) -> Freshness:
+    row = fetch_one(
+        con, "SELECT max(max_event_time) FILTER (WHERE status = 'ingested'), max(landed_at) FROM ingest_log"
+    )
+    newest_event, newest_landed = (row[0], row[1]) if row else (None, None)
+    for m in pending_mtimes or []:
+        newest_landed = m if newest_landed is None or m > newest_landed else newest_landed
+    _, _, champ_time = champion_watermark(con)
+    lag = None
+    if newest_event is not None and champ_time is not None:
+        lag = max(0.0, (newest_event - champ_time).total_seconds() / 3600)
+    age = (now - newest_landed).total_seconds() / 3600 if newest_landed is not None else None
+    return Freshness(newest_event, champ_time, lag, newest_landed, age)

@@ -1,0 +1,186 @@
+"""Datasets: the frozen golden set and the freshness-checked training data set."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ct_assets.common.clock import utc_now
+from ct_assets.core import registry
+from ct_assets.core.datasets import golden as golden_sets
+from ct_assets.core.datasets import overlap as overlaps
+from ct_assets.core.datasets import training as training_sets
+from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
+from ct_assets.defs.assets.ingestion import raw_deltas
+from ct_assets.defs.budget import seconds_left, tag_run_worker
+from ct_assets.defs.constants import DATASETS
+from ct_assets.defs.metadata import table
+from ct_assets.defs.resources import SettingsResource
+from ct_assets.errors import DataError
+from ct_assets.store.sql import fetch_value
+from ct_assets.store.warehouse import connect_writer, transaction
+
+
+class GoldenConfig(dg.Config):
+    """Rebuilding the golden set is an explicit act with a reason; otherwise the frozen one is kept."""
+
+    rebuild: bool = False
+    reason: str = ""
+
+
+@dg.asset(group_name=DATASETS, deps=[raw_deltas], kinds={"duckdb"}, code_version="1")
+def golden_dataset(
+    context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource
+) -> dg.Output:
+    """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
+    is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
+    tag_run_worker(context)
+    s = settings.load()
+    if config.rebuild and not config.reason.strip():
+        raise DataError("rebuilding the golden set needs a reason")
+    now = utc_now()
+    with writer_keeping_snapshot(s) as con, transaction(con):
+        old = golden_sets.active_golden(con)
+        golden = old
+        if old is None or config.rebuild:
+            golden = golden_sets.build_golden(
+                con, s, reason=config.reason or "first build", run_id=context.run_id, now=now
+            )
+            if old is not None:
+                registry.record(
+                    con,
+                    action="golden_rebuilt",
+                    version=None,
+                    champion_after=registry.champion(con),
+                    now=now,
+                    data_hash=golden.golden_hash,
+                    reason=config.reason,
+                    metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
+                    run_id=context.run_id,
+                )
+    assert golden is not None
+    slice_rows = [
+        {"slice": f"{col}={v}", "rows": n}
+        for col, counts in golden.slice_counts.items()
+        for v, n in counts.items()
+    ]
+    return dg.Output(
+        {"golden_hash": golden.golden_hash, "rows": golden.rows},
+        data_version=dg.DataVersion(golden.golden_hash),
+        metadata={
+            "golden_hash": golden.golden_hash,
+            "dagster/row_count": golden.rows,
+            "state": "frozen (reused)" if golden.reused and not config.rebuild else "built",
+            "built_at": str(golden.created_at),
+            "from_batches_up_to": golden.max_batch_id,
+            "slices": table(slice_rows, ["slice", "rows"]),
+        },
+    )
+
+
+TRAINING_CHECKS = {
+    "training_dataset_fresh": "The newest row in the training window is younger than [freshness] max_data_lag_hours.",
+    "training_dataset_excludes_golden": "No golden row is in the training data set, by key or by content (a golden "
+    "row landed again under a new id). Blocking: training stops if one is.",
+    "training_dataset_exploration_share": "Rows collected under the randomised policy are at least [dataset] "
+    "exploration_target of the training rows (a warning: too few of them feeds the model its own decisions).",
+}
+
+
+@dg.asset(
+    group_name=DATASETS,
+    deps=[raw_deltas],
+    kinds={"duckdb"},
+    code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec(
+            n, asset="training_dataset", description=d, blocking=n == "training_dataset_excludes_golden"
+        )
+        for n, d in TRAINING_CHECKS.items()
+    ],
+)
+def training_dataset(
+    context: dg.AssetExecutionContext, settings: SettingsResource, golden_dataset: dict
+) -> Iterator:
+    """The training window of labelled rows (golden rows excluded), split in time order into train and
+    a recent holdout. A recorded selection over the append-only warehouse; its content hash is its
+    DataVersion."""
+    tag_run_worker(context)
+    s = settings.load()
+    if not golden_dataset:
+        raise DataError("the golden set has not been built yet: materialize golden_dataset first")
+    seconds_left(context, s)
+    now = utc_now()
+    with connect_writer(s) as con:
+        known = fetch_value(
+            con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [golden_dataset["golden_hash"]]
+        )
+        if not known:
+            raise DataError(f"golden set {golden_dataset['golden_hash']} is not in the warehouse")
+        ds = training_sets.define_training_dataset(con, s, golden_dataset["golden_hash"])
+        training_sets.record_dataset(con, ds, run_id=context.run_id, now=now)
+        overlap = overlaps.golden_overlap(con, s, ds)
+        explored = overlaps.exploration_share(con, s, ds)
+    yield dg.Output(
+        ds.to_json(),
+        data_version=dg.DataVersion(ds.dataset_hash),
+        metadata={
+            "dataset_hash": ds.dataset_hash,
+            "dagster/row_count": ds.n_train + ds.n_holdout,
+            "rows_train": ds.n_train,
+            "rows_holdout": ds.n_holdout,
+            "rows_unlabelled_skipped": ds.rows_unlabelled,
+            "window_start": str(ds.window_start),
+            "holdout_starts_at": str(ds.holdout_start_time),
+            "newest_event_time": str(ds.newest_event_time),
+            "up_to_batch": ds.max_batch_id,
+            "golden_hash": ds.golden_hash,
+            "train_hash": ds.train_hash,
+            "holdout_hash": ds.holdout_hash,
+            "exploration_share": "no exploration column configured"
+            if explored is None
+            else round(explored, 4),
+        },
+    )
+    age_h = (now - ds.newest_event_time).total_seconds() / 3600
+    limit = s.freshness.max_data_lag_hours
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_fresh",
+        passed=age_h <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"newest training row is {age_h:.2f} h old; limit {limit} h",
+        metadata={
+            "newest_event_time": str(ds.newest_event_time),
+            "age_hours": round(age_h, 3),
+            "limit_hours": limit,
+        },
+    )
+    leaked = overlap.by_key + overlap.by_content
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_excludes_golden",
+        passed=leaked == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"no golden row among the {ds.n_train + ds.n_holdout} training rows (by key and by content)"
+            if leaked == 0
+            else f"{overlap.by_key} golden row(s) by key and {overlap.by_content} by content are in the "
+            f"training data set (e.g. ids {', '.join(overlap.examples) or 'n/a'})"
+        ),
+        metadata={
+            "golden_hash": ds.golden_hash,
+            "overlap_by_key": overlap.by_key,
+            "overlap_by_content": overlap.by_content,
+            "training_rows": ds.n_train + ds.n_holdout,
+        },
+    )
+    target = s.dataset.exploration_target
+    yield dg.AssetCheckResult(
+        check_name="training_dataset_exploration_share",
+        passed=explored is None or explored >= target,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "no exploration column configured ([columns] exploration)"
+            if explored is None
+            else f"exploration rows are {explored:.2%} of the training rows; target {target:.2%}"
+        ),
+        metadata={"exploration_share": -1.0 if explored is None else explored, "target": target},
+    )

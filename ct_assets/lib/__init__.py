@@ -1,1 +1,0 @@
-"""Plain logic of the continuous-training loop: no Dagster imports here, unit-tested directly."""

@@ -1,0 +1,152 @@
+"""The warehouse's tables: their layout (from the configured columns), creation, upgrades, and the
+schema check that refuses a config whose columns do not match the warehouse it points at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ct_assets.config.settings import Settings
+from ct_assets.errors import ConfigError, WarehouseMissing
+from ct_assets.store.sql import quote
+
+SCHEMA_VERSION = 3
+
+
+def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.CatalogException:
+        raise WarehouseMissing(
+            f"{path} is not a ct_assets warehouse (no meta table); run `ct-assets init`"
+        ) from None
+    version = int(rows[0][0]) if rows else 0
+    if version < SCHEMA_VERSION:
+        raise WarehouseMissing(
+            f"warehouse {path} has schema {version}, this ct_assets needs {SCHEMA_VERSION}: "
+            "run `ct-assets init` to upgrade it"
+        )
+
+
+def raw_delta_columns(settings: Settings) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the user columns of raw_deltas, in table order."""
+    cols = settings.columns
+    out = [(cols.event_time, "TIMESTAMP")]
+    if cols.row_id:
+        out.append((cols.row_id, "BIGINT" if cols.row_id_type == "integer" else "VARCHAR"))
+    for f in settings.features:
+        out.append((f.name, "DOUBLE" if f.kind == "numeric" else "VARCHAR"))
+    out.append((cols.label, "VARCHAR" if cols.label_is_text else "BIGINT"))
+    if cols.exploration:
+        out.append((cols.exploration, "BOOLEAN"))
+    return out
+
+
+def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
+    body = ",\n  ".join(f"{quote(n)} {t}" for n, t in raw_delta_columns(settings))
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n  {body},\n  {extra}\n)"
+
+
+_GOLDEN_VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS golden_versions (
+            build_id BIGINT PRIMARY KEY, golden_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, rows BIGINT,
+            max_batch_id BIGINT, slice_counts VARCHAR, reason VARCHAR, run_id VARCHAR)"""
+
+
+def _ddl(settings: Settings) -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        _rows_table_ddl("raw_deltas", settings, "_batch_id BIGINT NOT NULL, _row_hash UBIGINT NOT NULL"),
+        """CREATE TABLE IF NOT EXISTS ingest_log (
+            entry_id BIGINT PRIMARY KEY, logged_at TIMESTAMP NOT NULL, file_name VARCHAR NOT NULL,
+            file_hash VARCHAR NOT NULL, file_bytes BIGINT, status VARCHAR NOT NULL, reason VARCHAR,
+            batch_id BIGINT, rows BIGINT, rows_labelled BIGINT, rows_duplicate BIGINT,
+            min_event_time TIMESTAMP, max_event_time TIMESTAMP, data_hash VARCHAR,
+            landed_at TIMESTAMP, stored_as VARCHAR, run_id VARCHAR)""",
+        _rows_table_ddl("golden_rows", settings, "_batch_id BIGINT, _row_hash UBIGINT, _golden_hash VARCHAR"),
+        _GOLDEN_VERSIONS_DDL,
+        """CREATE TABLE IF NOT EXISTS dataset_versions (
+            dataset_hash VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, max_batch_id BIGINT,
+            window_start TIMESTAMP, newest_event_time TIMESTAMP, golden_hash VARCHAR,
+            n_train BIGINT, n_holdout BIGINT, train_hash VARCHAR, holdout_hash VARCHAR,
+            holdout_start_time TIMESTAMP, rows_unlabelled BIGINT, run_id VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS models (
+            version VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, dataset_hash VARCHAR,
+            code_version VARCHAR, params VARCHAR, n_train BIGINT, n_holdout BIGINT,
+            train_seconds DOUBLE, watermark_batch_id BIGINT, watermark_event_time TIMESTAMP,
+            model_sha256 VARCHAR, run_id VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS validations (
+            challenger_version VARCHAR NOT NULL, champion_version VARCHAR, created_at TIMESTAMP NOT NULL,
+            passed BOOLEAN NOT NULL, failed_checks VARCHAR, summary VARCHAR, golden_hash VARCHAR,
+            dataset_hash VARCHAR, report_path VARCHAR, run_id VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS ledger (
+            entry_id BIGINT PRIMARY KEY, recorded_at TIMESTAMP NOT NULL, action VARCHAR NOT NULL,
+            version VARCHAR, champion_before VARCHAR, champion_after VARCHAR, data_hash VARCHAR,
+            metrics VARCHAR, verdict VARCHAR, reason VARCHAR, actor VARCHAR, run_id VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS champion_scores (
+            score_id BIGINT PRIMARY KEY, scored_at TIMESTAMP NOT NULL, champion_version VARCHAR NOT NULL,
+            from_batch BIGINT, to_batch BIGINT, rows_labelled BIGINT, metric VARCHAR, value DOUBLE,
+            reference DOUBLE, decayed BOOLEAN, decay_reason VARCHAR, drift_max_psi DOUBLE,
+            drifted_features VARCHAR, drift_rows BIGINT)""",
+        """CREATE TABLE IF NOT EXISTS alerts (
+            alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
+            cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,
+            resolved_at TIMESTAMP)""",
+    ]
+
+
+# Upgrades of warehouses made by earlier versions, in order; each is idempotent.
+UPGRADES = [
+    "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMP",
+]
+
+
+def _upgrade_golden_versions(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 1 keyed golden_versions by hash; schema 2 keeps one row per build (build_id)."""
+    cols = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'golden_versions'"
+        ).fetchall()
+    }
+    if "build_id" in cols:
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute("ALTER TABLE golden_versions RENAME TO golden_versions_v1")
+    con.execute(_GOLDEN_VERSIONS_DDL)
+    con.execute(
+        "INSERT INTO golden_versions SELECT row_number() OVER (ORDER BY created_at, golden_hash), golden_hash, "
+        "created_at, rows, max_batch_id, slice_counts, reason, run_id FROM golden_versions_v1"
+    )
+    con.execute("DROP TABLE golden_versions_v1")
+    con.execute("COMMIT")
+
+
+def check_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Refuse a config whose columns do not match the warehouse it points at."""
+    have = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'raw_deltas' AND table_schema = 'main' ORDER BY ordinal_position"
+    ).fetchall()
+    have_user = [(n, t) for n, t in have if not n.startswith("_")]
+    want = raw_delta_columns(settings)
+    if have_user != want:
+        diff = sorted(set(have_user) ^ set(want))
+        raise ConfigError(
+            f"warehouse {settings.paths.warehouse} holds raw_deltas with other columns than the config "
+            f"{settings.source} names (first difference: {diff[0] if diff else 'column order'}); "
+            "point [paths] warehouse at a new file for a new schema"
+        )
+
+
+def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Create the tables that are missing, apply the upgrades, check the columns, stamp the version."""
+    for stmt in _ddl(settings) + UPGRADES:
+        con.execute(stmt)
+    _upgrade_golden_versions(con)
+    check_schema(con, settings)
+    con.execute(
+        "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [str(SCHEMA_VERSION)],
+    )
+    con.execute("INSERT INTO meta VALUES ('created_at', CAST(now() AS VARCHAR)) ON CONFLICT (key) DO NOTHING")

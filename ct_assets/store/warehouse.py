@@ -1,0 +1,182 @@
+"""The DuckDB warehouse: short-lived connections, one writer at a time, and the table layout.
+
+DuckDB lets one process open a file read-write; a read-only open in another process fails while a
+writer holds it, and a reader holding it makes writers fail. So writers first take an OS file lock
+beside the warehouse (released by the kernel when the process dies, so a killed process cannot leave
+it held), then retry the DuckDB open for the few milliseconds a reader (the sensors, `status`) may
+hold it. Readers never wait long: they raise WarehouseBusy and the caller skips or retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+
+from ct_assets.config import Settings
+from ct_assets.errors import WarehouseBusy, WarehouseMissing
+from ct_assets.store import schema
+
+_LOCAL = threading.local()  # per-thread re-entrancy of the file locks
+
+
+def _is_lock_conflict(err: Exception) -> bool:
+    text = str(err).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, timeout_seconds: float, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_path`, waiting up to `timeout_seconds`.
+
+    Re-entrant within a thread; the kernel releases it when the process dies, however it dies.
+    """
+    held: set[str] = getattr(_LOCAL, "held", set())
+    _LOCAL.held = held
+    key = str(lock_path)
+    if key in held:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusy(
+                        f"{what} is held by another process; gave up after {timeout_seconds:.0f} s "
+                        f"(lock file {lock_path})"
+                    ) from None
+                time.sleep(0.05)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def writer_lock(warehouse: Path, timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
+    """The single-writer lock of the warehouse (`<warehouse>.lock`)."""
+    return file_lock(
+        warehouse.with_name(warehouse.name + ".lock"),
+        timeout_seconds,
+        f"the writer lock of warehouse {warehouse}",
+    )
+
+
+@contextlib.contextmanager
+def connect_writer(
+    settings: Settings,
+    *,
+    before_close: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    after_close: Callable[[], None] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection, under the writer lock; closed (and the lock released) on exit.
+
+    When the block ends normally, `before_close(con)` runs on the open connection and `after_close()`
+    once it is closed, both still under the writer lock (how a caller leaves a snapshot of what it
+    wrote, stamped with the files as they are then; see ct_assets.core.triggers.snapshot)."""
+    path = settings.paths.warehouse
+    if not path.exists():
+        raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
+    with writer_lock(path, settings.lock_timeout_seconds):
+        con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
+        try:
+            schema.require_current(con, path)
+            yield con
+            if before_close is not None:
+                before_close(con)
+        finally:
+            con.close()
+        if after_close is not None:
+            after_close()
+
+
+@contextlib.contextmanager
+def connect_reader(settings: Settings, *, wait_seconds: float = 0.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection; raises WarehouseBusy at once (or after `wait_seconds`) if a writer holds it."""
+    path = settings.paths.warehouse
+    if not path.exists():
+        raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
+    con = _open(path, read_only=True, wait_seconds=wait_seconds)
+    try:
+        schema.require_current(con, path)
+        yield con
+    finally:
+        con.close()
+
+
+def _open(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if not _is_lock_conflict(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"warehouse {path} is locked by another process ({_holder(e)})") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        except duckdb.ConnectionException as e:
+            # Same process, other configuration (a read-write handle is still open here).
+            raise WarehouseBusy(f"warehouse {path} is already open in this process: {e}") from None
+
+
+def _holder(err: Exception) -> str:
+    text = str(err)
+    i = text.find("PID")
+    return text[i : text.find(")", i)] if i >= 0 else "writer"
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit when the block ends normally, roll back on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def init_warehouse(settings: Settings) -> list[str]:
+    """Create or upgrade the warehouse and the folders; idempotent. Returns what was created."""
+    created = []
+    for p in (
+        settings.paths.landing,
+        settings.paths.quarantine,
+        settings.paths.archive,
+        settings.paths.models,
+        settings.paths.reports,
+        settings.paths.state,
+        settings.paths.warehouse.parent,
+    ):
+        if not p.exists():
+            p.mkdir(parents=True, exist_ok=True)
+            created.append(str(p))
+    path = settings.paths.warehouse
+    if not path.exists():
+        created.append(str(path))
+    with writer_lock(path, settings.lock_timeout_seconds):
+        con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
+        try:
+            schema.create_or_upgrade(con, settings)
+        finally:
+            con.close()
+    return created
