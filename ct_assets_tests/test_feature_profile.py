@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.core import monitoring
+from ct_assets.core.monitoring import signals as monitoring
 from ct_assets_tests.test_model_and_gate import churn_frame
 
 

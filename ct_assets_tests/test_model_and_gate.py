@@ -14,6 +14,7 @@ import pytest
 
 from ct_assets.config import METRICS, Settings
 from ct_assets.core import gate
+from ct_assets.core.gate import slices
 from ct_assets.core.modeling import metrics
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.errors import CtError, RegistryError
@@ -439,7 +440,7 @@ def test_slice_masks_are_the_same_for_text_columns_and_any_other_values() -> Non
     mixed[17] = 10  # not a string: the generic path
     for values in (text, mixed):
         s = gate.EvalSet("golden", np.zeros(len(values)), {"region": values}, np.zeros(len(values)), None)
-        got = rule._slice_masks(s, 1)
+        got = slices.slice_masks(s, 1)
         as_text = values.astype(str)
         want = [(f"region={v}", as_text == v) for v in sorted(set(as_text.tolist()))]
         assert [label for label, _ in got] == [label for label, _ in want]

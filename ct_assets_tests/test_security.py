@@ -41,7 +41,7 @@ from ct_assets.commands.demo import dagster_dev_command
 from ct_assets.common.clock import utc_now
 from ct_assets.config import LIGHTGBM_NAME_CHARS, Settings, load_settings
 from ct_assets.core import alerts, gate, registry
-from ct_assets.core.gate import report
+from ct_assets.core.gate import report, summary
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.definitions import defs
 from ct_assets.defs.resources import HandoffIOManager
@@ -629,7 +629,7 @@ def render_both(
     result, sets = gate_result(set_names, column, values)
     meta = {"challenger_version": "v0002", "champion_version": "v0001", "run_id": "r", "created_at": "t"}
     meta["importance_movers"] = [{"feature": column, "champion": 0.5, "challenger": 0.25, "change": -0.25}]
-    return report.render(result, sets, meta), report.markdown_summary(result, meta), result
+    return report.render(result, sets, meta), summary.markdown_summary(result, meta), result
 
 
 def markdown_to_html(text: str) -> str:

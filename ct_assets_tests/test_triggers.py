@@ -25,8 +25,9 @@ import pytest
 from ct_assets.commands.runs import failure_message
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.core import monitoring, registry
+from ct_assets.core import registry
 from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.monitoring import signals as monitoring
 from ct_assets.core.triggers.decision import TRIGGERS, RetrainDecision, retrain_decision
 from ct_assets.definitions import defs
 from ct_assets.defs.resources import SettingsResource

@@ -10,12 +10,16 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from ct_assets.common.clock import utc_now
 from ct_assets.config.settings import Settings
+from ct_assets.core import registry
 from ct_assets.core.datasets.keys import key_order
+from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import DataError
 from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, key_hash_sql
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.sql import fetch_one, fetch_value, next_id, quote
+from ct_assets.store.warehouse import transaction
 
 
 @dataclass(frozen=True)
@@ -155,3 +159,29 @@ def read_golden(
         f"SELECT {names} FROM golden_rows WHERE _golden_hash = ? ORDER BY {key_order(settings)}",
         params=[golden_hash],
     ).pl()
+
+
+def ensure_golden(s: Settings, *, rebuild: bool, reason: str, run_id: str) -> tuple[GoldenInfo, bool]:
+    """The active golden set: built on first use, rebuilt only on request (with a reason, recorded in
+    the ledger with the old and new hashes). Returns it and whether this call built it."""
+    if rebuild and not reason.strip():
+        raise DataError("rebuilding the golden set needs a reason")
+    now = utc_now()
+    with writer_keeping_snapshot(s) as con, transaction(con):
+        old = active_golden(con)
+        if old is not None and not rebuild:
+            return old, False
+        golden = build_golden(con, s, reason=reason or "first build", run_id=run_id, now=now)
+        if old is not None:
+            registry.record(
+                con,
+                action="golden_rebuilt",
+                version=None,
+                champion_after=registry.champion(con),
+                now=now,
+                data_hash=golden.golden_hash,
+                reason=reason,
+                metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
+                run_id=run_id,
+            )
+    return golden, True

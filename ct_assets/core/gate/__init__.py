@@ -17,7 +17,8 @@ from ct_assets.core.gate.results import (
     GateResult,
     regression_check,
 )
-from ct_assets.core.gate.rule import MIN_SLICE_CONFIDENCE, choose_slice_confidence, evaluate
+from ct_assets.core.gate.rule import evaluate
+from ct_assets.core.gate.slices import MIN_SLICE_CONFIDENCE, choose_slice_confidence
 
 __all__ = [
     "FLOOR_CHECK",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -173,20 +172,39 @@ def _svg_slices(rows: list[dict], tolerance: float, width: int = 520) -> str:
 
 def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str:
     """The whole page. `meta` holds versions, hashes, times, importance movers."""
+    return "\n".join(
+        [
+            *_header(result, meta),
+            *_checks_table(result),
+            *_comparison_table(result),
+            *_secondary_table(result),
+            *_user_changes(result, meta),
+            *_curves(sets, meta),
+            *_versions_table(meta),
+            "</body></html>",
+        ]
+    )
+
+
+def _header(result: GateResult, meta: dict[str, Any]) -> list[str]:
     passed = result.passed
     verdict = (
         "PROMOTABLE: every blocking check passed" if passed else "BLOCKED: " + ", ".join(result.failed_checks)
     )
-    m = result.primary_metric
-    out = [
+    return [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Validation of {esc(meta.get('challenger_version'))}</title><style>{CSS}</style></head><body>",
         f"<h1>Validation report: challenger {esc(meta.get('challenger_version'))} vs champion "
         f"{esc(meta.get('champion_version') or 'none')}</h1>",
-        f"<div class='muted'>{esc(meta.get('created_at', ''))} · primary metric <code>{esc(m)}</code> · rule "
-        f"<code>{esc(result.rule)}</code> · run {esc(meta.get('run_id', ''))}</div>",
+        f"<div class='muted'>{esc(meta.get('created_at', ''))} · primary metric <code>{esc(result.primary_metric)}"
+        f"</code> · rule <code>{esc(result.rule)}</code> · run {esc(meta.get('run_id', ''))}</div>",
         f"<div class='verdict {'pass' if passed else 'block'}'>{esc(verdict)}</div>",
-        "<h2>Checks</h2><table><tr><th class='l'>check</th><th class='l'>result</th><th class='l'>why</th></tr>",
+    ]
+
+
+def _checks_table(result: GateResult) -> list[str]:
+    out = [
+        "<h2>Checks</h2><table><tr><th class='l'>check</th><th class='l'>result</th><th class='l'>why</th></tr>"
     ]
     for name, outcome in result.checks.items():
         out.append(
@@ -194,14 +212,18 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
             f"{'pass' if outcome.passed else 'FAIL'}</td><td class='l'>{esc(outcome.summary)}</td></tr>"
         )
     out.append("</table>")
+    return out
 
-    out.append(
-        f"<h2>{esc(m)}: overall and per slice</h2>"
+
+def _comparison_table(result: GateResult) -> list[str]:
+    """The primary metric overall and per slice, with intervals and statuses, then the per-slice bars."""
+    out = [
+        f"<h2>{esc(result.primary_metric)}: overall and per slice</h2>"
         f"<p class='muted'>{esc(result.slice_confidence_note)}</p>"
         "<table><tr><th class='l'>set</th><th class='l'>slice</th><th>rows</th><th>positives</th>"
         "<th>champion</th><th>challenger</th><th>change</th><th>interval</th><th>one-sided confidence of each bound</th>"
         "<th>tolerance</th><th class='l'>status</th></tr>"
-    )
+    ]
     for c in result.comparisons:
         status = STATUS_TEXT.get(c.status, c.status)
         cls = (
@@ -226,26 +248,34 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
         "<h2>Per-slice change (bars), with intervals (lines) and -tolerance (dashed)</h2>"
         + _svg_slices(slice_rows, tol)
     )
+    return out
 
-    if result.secondary:
+
+def _secondary_table(result: GateResult) -> list[str]:
+    if not result.secondary:
+        return []
+    out = [
+        "<h2>Secondary metrics (paired bootstrap intervals)</h2>"
+        f"<p class='muted'>{stats.BOOTSTRAP_NOTE}</p><table><tr><th class='l'>set</th>"
+        "<th class='l'>metric</th><th>champion</th><th>challenger</th><th>change (+ = better)</th>"
+        "<th>interval</th><th>gated at</th><th class='l'>status</th></tr>"
+    ]
+    for r in result.secondary:
+        gated = f"-{r['tolerance']}" if r["tolerance"] is not None else "reported only"
         out.append(
-            "<h2>Secondary metrics (paired bootstrap intervals)</h2>"
-            f"<p class='muted'>{stats.BOOTSTRAP_NOTE}</p><table><tr><th class='l'>set</th>"
-            "<th class='l'>metric</th><th>champion</th><th>challenger</th><th>change (+ = better)</th>"
-            "<th>interval</th><th>gated at</th><th class='l'>status</th></tr>"
+            f"<tr><td class='l'>{esc(r['set'])}</td><td class='l'>{esc(r['metric'])}</td>"
+            f"<td>{_num(r['champion'])}</td><td>{_num(r['challenger'])}</td>"
+            f"<td>{_num(r['delta'], signed=True)}</td>"
+            f"<td>[{_num(r['low'], signed=True)}, {_num(r['high'], signed=True)}]</td><td>{gated}</td>"
+            f"<td class='l {'bad' if r['status'] == 'regression' else ''}'>{esc(r['status'])}</td></tr>"
         )
-        for r in result.secondary:
-            gated = f"-{r['tolerance']}" if r["tolerance"] is not None else "reported only"
-            out.append(
-                f"<tr><td class='l'>{esc(r['set'])}</td><td class='l'>{esc(r['metric'])}</td>"
-                f"<td>{_num(r['champion'])}</td><td>{_num(r['challenger'])}</td>"
-                f"<td>{_num(r['delta'], signed=True)}</td>"
-                f"<td>[{_num(r['low'], signed=True)}, {_num(r['high'], signed=True)}]</td><td>{gated}</td>"
-                f"<td class='l {'bad' if r['status'] == 'regression' else ''}'>{esc(r['status'])}</td></tr>"
-            )
-        out.append("</table>")
+    out.append("</table>")
+    return out
 
-    out.append("<h2>What changes for users</h2>")
+
+def _user_changes(result: GateResult, meta: dict[str, Any]) -> list[str]:
+    """Decision flips at the threshold and the biggest movers among feature importances."""
+    out = ["<h2>What changes for users</h2>"]
     if result.flips:
         out.append(
             "<p>Share of rows whose decision flips at the operating threshold: "
@@ -266,31 +296,24 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
         out.append("</table>")
     elif not result.flips:
         out.append("<p class='muted'>no champion to compare with</p>")
+    return out
 
-    out.append("<h2>Curves</h2><div class='plots'>")
+
+def _curves(sets: list[EvalSet], meta: dict[str, Any]) -> list[str]:
+    """ROC and calibration curves of both models on every evaluation set."""
+    out = ["<h2>Curves</h2><div class='plots'>"]
+    models = [(f"challenger {meta.get('challenger_version')}", CHALLENGER_COLOR, "challenger")]
     for s in sets:
-        roc = [
-            (f"challenger {meta.get('challenger_version')}", CHALLENGER_COLOR, roc_points(s.y, s.challenger))
-        ]
+        drawn = (
+            [(f"champion {meta.get('champion_version')}", CHAMPION_COLOR, "champion")]
+            if s.champion is not None
+            else []
+        ) + models
+        roc = [(name, color, roc_points(s.y, getattr(s, attr))) for name, color, attr in drawn]
         cal = [
-            (
-                f"challenger {meta.get('challenger_version')}",
-                CHALLENGER_COLOR,
-                [(a, b) for a, b, _ in calibration_points(s.y, s.challenger)],
-            )
+            (name, color, [(a, b) for a, b, _ in calibration_points(s.y, getattr(s, attr))])
+            for name, color, attr in drawn
         ]
-        if s.champion is not None:
-            roc.insert(
-                0, (f"champion {meta.get('champion_version')}", CHAMPION_COLOR, roc_points(s.y, s.champion))
-            )
-            cal.insert(
-                0,
-                (
-                    f"champion {meta.get('champion_version')}",
-                    CHAMPION_COLOR,
-                    [(a, b) for a, b, _ in calibration_points(s.y, s.champion)],
-                ),
-            )
         out.append(
             f"<figure>{_svg_xy(roc, 'ROC ' + s.name, 'false positive rate', 'true positive rate')}"
             f"<figcaption>ROC, {esc(s.name)} ({len(s.y)} rows)</figcaption></figure>"
@@ -300,69 +323,30 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
             f"<figcaption>calibration, {esc(s.name)}</figcaption></figure>"
         )
     out.append("</div>")
+    return out
 
-    out.append("<h2>Data and versions compared</h2><table>")
-    for key in (
-        "challenger_version",
-        "champion_version",
-        "dataset_hash",
-        "train_hash",
-        "holdout_hash",
-        "golden_hash",
-        "holdout_compared",
-        "challenger_data_hash",
-        "champion_data_hash",
-        "code_version",
-        "run_id",
-    ):
+
+VERSION_KEYS = (
+    "challenger_version",
+    "champion_version",
+    "dataset_hash",
+    "train_hash",
+    "holdout_hash",
+    "golden_hash",
+    "holdout_compared",
+    "challenger_data_hash",
+    "champion_data_hash",
+    "code_version",
+    "run_id",
+)
+
+
+def _versions_table(meta: dict[str, Any]) -> list[str]:
+    out = ["<h2>Data and versions compared</h2><table>"]
+    for key in VERSION_KEYS:
         if key in meta:
             out.append(
                 f"<tr><th class='l'>{esc(key)}</th><td class='l'><code>{esc(meta[key])}</code></td></tr>"
             )
-    out.append("</table></body></html>")
-    return "\n".join(out)
-
-
-MD_ESCAPED = "\\`*_[]|~"  # inline markdown (CommonMark and GFM tables) that data could otherwise start
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-def md_text(value: Any) -> str:
-    """A value as literal markdown text, for a table cell or a line: line breaks become spaces, &, < and >
-    become entities (no HTML, no autolinks), and emphasis, code, link, pipe and strike marks are
-    backslash-escaped."""
-    text = _LINE_BREAK.sub(" ", str(value)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return "".join("\\" + ch if ch in MD_ESCAPED else ch for ch in text)
-
-
-def markdown_summary(result: GateResult, meta: dict[str, Any]) -> str:
-    """A short summary for the asset's metadata in the Dagster UI (values escaped for markdown)."""
-
-    md = md_text
-
-    head = (
-        "**Promotable**"
-        if result.passed
-        else "**Blocked**: " + ", ".join(md(n) for n in result.failed_checks)
-    )
-    lines = [
-        f"{head} — challenger `{md(meta.get('challenger_version'))}` vs champion "
-        f"`{md(meta.get('champion_version') or 'none')}`",
-        "",
-        "| set | champion | challenger | change | lower bound | status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in result.comparisons:
-        if c.slice == "overall":
-            lines.append(
-                f"| {md(c.set)} | {_num(c.champion)} | {_num(c.challenger)} | {_num(c.delta, signed=True)} "
-                f"| {_num(c.low, signed=True)} | {md(c.status)} |"
-            )
-    bad = [c for c in result.comparisons if c.status == "regression" and c.slice != "overall"]
-    if bad:
-        lines += [
-            "",
-            "Slices not shown non-inferior: " + ", ".join(f"{md(c.set)} {md(c.slice)}" for c in bad),
-        ]
-    lines += ["", md(result.slice_confidence_note)]
-    return "\n".join(lines)
+    out.append("</table>")
+    return out

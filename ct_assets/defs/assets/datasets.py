@@ -5,19 +5,16 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.common.clock import utc_now
-from ct_assets.core import registry
-from ct_assets.core.datasets import golden as golden_sets
-from ct_assets.core.datasets import overlap as overlaps
-from ct_assets.core.datasets import training as training_sets
-from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
+from ct_assets.config.settings import Settings
+from ct_assets.core.datasets.golden import ensure_golden
+from ct_assets.core.datasets.record import TrainingSelection, record_training_dataset
+from ct_assets.core.datasets.training import DatasetInfo
 from ct_assets.defs.assets.ingestion import raw_deltas
 from ct_assets.defs.budget import seconds_left, tag_run_worker
 from ct_assets.defs.constants import DATASETS
 from ct_assets.defs.metadata import table
 from ct_assets.defs.resources import SettingsResource
 from ct_assets.errors import DataError
-from ct_assets.store.sql import fetch_value
-from ct_assets.store.warehouse import connect_writer, transaction
 
 
 class GoldenConfig(dg.Config):
@@ -34,30 +31,9 @@ def golden_dataset(
     """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
     is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
     tag_run_worker(context)
-    s = settings.load()
-    if config.rebuild and not config.reason.strip():
-        raise DataError("rebuilding the golden set needs a reason")
-    now = utc_now()
-    with writer_keeping_snapshot(s) as con, transaction(con):
-        old = golden_sets.active_golden(con)
-        golden = old
-        if old is None or config.rebuild:
-            golden = golden_sets.build_golden(
-                con, s, reason=config.reason or "first build", run_id=context.run_id, now=now
-            )
-            if old is not None:
-                registry.record(
-                    con,
-                    action="golden_rebuilt",
-                    version=None,
-                    champion_after=registry.champion(con),
-                    now=now,
-                    data_hash=golden.golden_hash,
-                    reason=config.reason,
-                    metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
-                    run_id=context.run_id,
-                )
-    assert golden is not None
+    golden, _ = ensure_golden(
+        settings.load(), rebuild=config.rebuild, reason=config.reason, run_id=context.run_id
+    )
     slice_rows = [
         {"slice": f"{col}={v}", "rows": n}
         for col, counts in golden.slice_counts.items()
@@ -109,41 +85,40 @@ def training_dataset(
     if not golden_dataset:
         raise DataError("the golden set has not been built yet: materialize golden_dataset first")
     seconds_left(context, s)
-    now = utc_now()
-    with connect_writer(s) as con:
-        known = fetch_value(
-            con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [golden_dataset["golden_hash"]]
-        )
-        if not known:
-            raise DataError(f"golden set {golden_dataset['golden_hash']} is not in the warehouse")
-        ds = training_sets.define_training_dataset(con, s, golden_dataset["golden_hash"])
-        training_sets.record_dataset(con, ds, run_id=context.run_id, now=now)
-        overlap = overlaps.golden_overlap(con, s, ds)
-        explored = overlaps.exploration_share(con, s, ds)
+    sel = record_training_dataset(s, golden_dataset["golden_hash"], run_id=context.run_id)
     yield dg.Output(
-        ds.to_json(),
-        data_version=dg.DataVersion(ds.dataset_hash),
-        metadata={
-            "dataset_hash": ds.dataset_hash,
-            "dagster/row_count": ds.n_train + ds.n_holdout,
-            "rows_train": ds.n_train,
-            "rows_holdout": ds.n_holdout,
-            "rows_unlabelled_skipped": ds.rows_unlabelled,
-            "window_start": str(ds.window_start),
-            "holdout_starts_at": str(ds.holdout_start_time),
-            "newest_event_time": str(ds.newest_event_time),
-            "up_to_batch": ds.max_batch_id,
-            "golden_hash": ds.golden_hash,
-            "train_hash": ds.train_hash,
-            "holdout_hash": ds.holdout_hash,
-            "exploration_share": "no exploration column configured"
-            if explored is None
-            else round(explored, 4),
-        },
+        sel.dataset.to_json(),
+        data_version=dg.DataVersion(sel.dataset.dataset_hash),
+        metadata=_dataset_metadata(sel),
     )
-    age_h = (now - ds.newest_event_time).total_seconds() / 3600
+    yield _fresh_check(sel.dataset, s)
+    yield _excludes_golden_check(sel)
+    yield _exploration_check(sel, s)
+
+
+def _dataset_metadata(sel: TrainingSelection) -> dict:
+    ds, explored = sel.dataset, sel.exploration
+    return {
+        "dataset_hash": ds.dataset_hash,
+        "dagster/row_count": ds.n_train + ds.n_holdout,
+        "rows_train": ds.n_train,
+        "rows_holdout": ds.n_holdout,
+        "rows_unlabelled_skipped": ds.rows_unlabelled,
+        "window_start": str(ds.window_start),
+        "holdout_starts_at": str(ds.holdout_start_time),
+        "newest_event_time": str(ds.newest_event_time),
+        "up_to_batch": ds.max_batch_id,
+        "golden_hash": ds.golden_hash,
+        "train_hash": ds.train_hash,
+        "holdout_hash": ds.holdout_hash,
+        "exploration_share": "no exploration column configured" if explored is None else round(explored, 4),
+    }
+
+
+def _fresh_check(ds: DatasetInfo, s: Settings) -> dg.AssetCheckResult:
+    age_h = (utc_now() - ds.newest_event_time).total_seconds() / 3600
     limit = s.freshness.max_data_lag_hours
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         check_name="training_dataset_fresh",
         passed=age_h <= limit,
         severity=dg.AssetCheckSeverity.WARN,
@@ -154,8 +129,12 @@ def training_dataset(
             "limit_hours": limit,
         },
     )
+
+
+def _excludes_golden_check(sel: TrainingSelection) -> dg.AssetCheckResult:
+    ds, overlap = sel.dataset, sel.overlap
     leaked = overlap.by_key + overlap.by_content
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         check_name="training_dataset_excludes_golden",
         passed=leaked == 0,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -172,8 +151,11 @@ def training_dataset(
             "training_rows": ds.n_train + ds.n_holdout,
         },
     )
-    target = s.dataset.exploration_target
-    yield dg.AssetCheckResult(
+
+
+def _exploration_check(sel: TrainingSelection, s: Settings) -> dg.AssetCheckResult:
+    explored, target = sel.exploration, s.dataset.exploration_target
+    return dg.AssetCheckResult(
         check_name="training_dataset_exploration_share",
         passed=explored is None or explored >= target,
         severity=dg.AssetCheckSeverity.WARN,

@@ -1,26 +1,17 @@
 """Registry: the champion, changed only by a gated promotion, a person's approval, or a rollback."""
 
-import math
 from datetime import timedelta
-from typing import Any
 
 import dagster as dg
 
-from ct_assets.common import failpoints
-from ct_assets.common.clock import utc_now
+from ct_assets.config import Settings
 from ct_assets.core import registry
-from ct_assets.core.datasets.golden import active_golden, read_golden
 from ct_assets.core.modeling import model as lgbm
-from ct_assets.core.modeling.metrics import all_metrics
-from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
+from ct_assets.core.registry.actions import ChampionChange, Request, change_champion
 from ct_assets.defs.assets.validation import BLOCKING_CHECKS
 from ct_assets.defs.constants import REGISTRY
 from ct_assets.defs.metadata import table
 from ct_assets.defs.resources import SettingsResource
-from ct_assets.errors import RegistryError
-from ct_assets.store.warehouse import transaction
-
-ACTIONS = ("promote", "approve", "rollback")
 
 
 class RegistryConfig(dg.Config):
@@ -58,15 +49,6 @@ def blocking_checks_passed(instance: dg.DagsterInstance, report_run_id: str, ver
     return problems
 
 
-def _golden_metrics(s, con, loaded: lgbm.LoadedModel) -> dict[str, Any]:
-    golden = active_golden(con)
-    if golden is None:
-        return {}
-    frame = read_golden(con, s, golden.golden_hash)
-    m = all_metrics(lgbm.labels(frame, s), loaded.predict(frame), s.decision_threshold)
-    return {"golden_hash": golden.golden_hash, **{f"golden_{k}": round(v, 6) for k, v in m.items()}}
-
-
 @dg.asset(
     group_name=REGISTRY,
     kinds={"duckdb"},
@@ -87,145 +69,49 @@ def champion_model(
     failed gate cannot promote. Approvals and rollbacks by a person also land here, recorded in the
     append-only ledger with who, when and why."""
     s = settings.load()
-    if config.action not in ACTIONS:
-        raise RegistryError(
-            f"unknown registry action {config.action!r}; expected one of {', '.join(ACTIONS)}"
-        )
-    now = utc_now()
-    who = config.actor or registry.actor()
-    with writer_keeping_snapshot(s) as con, transaction(con):
-        before = registry.champion(con)
-        if config.action == "promote":
-            entry = _promote(context, con, validation_report, before, now, who)
-        elif config.action == "approve":
-            entry = _approve(s, con, config, now, who, context.run_id)
-        else:
-            entry = _rollback(s, con, config, before, now, who, context.run_id)
-        champion = registry.champion(con)
-        history = [e.to_json() for e in registry.ledger(con, limit=10)]
-        failpoints.hit("promote.before_commit")
-    failpoints.hit("promote.after_commit")
-    if champion is None:
-        raise RegistryError("no champion after this step")
-    folder = lgbm.model_dir(s.paths.models, champion)
-    text = f"{entry.action} {entry.version}" if entry else f"unchanged ({champion} is already the champion)"
-    context.log.info(f"champion: {champion} ({text})")
+    req = Request(
+        config.action, validation_report, config.version, config.reason, config.actor, context.run_id
+    )
+    change = change_champion(s, req, lambda run_id, v: blocking_checks_passed(context.instance, run_id, v))
+    entry = change.entry
+    text = (
+        f"{entry.action} {entry.version}"
+        if entry
+        else f"unchanged ({change.champion} is already the champion)"
+    )
+    context.log.info(f"champion: {change.champion} ({text})")
     return dg.Output(
-        {"version": champion, "previous": before, "action": entry.action if entry else "unchanged"},
-        data_version=dg.DataVersion(champion),
-        metadata={
-            "champion_version": champion,
-            "previous_champion": before or "none",
-            "action": entry.action if entry else "unchanged",
-            "reason": (entry.reason if entry else "") or "",
-            "actor": who,
-            "model_path": dg.MetadataValue.path(str(folder / lgbm.MODEL_FILE)),
-            "data_hash": (entry.data_hash if entry else "") or "",
-            "ledger": table(
-                [{k: v for k, v in h.items() if k != "metrics"} for h in history],
-                [
-                    "entry_id",
-                    "recorded_at",
-                    "action",
-                    "version",
-                    "champion_before",
-                    "champion_after",
-                    "verdict",
-                    "reason",
-                    "actor",
-                ],
-            ),
-        },
+        {"version": change.champion, "previous": change.before, "action": change.action},
+        data_version=dg.DataVersion(change.champion),
+        metadata=_champion_metadata(s, change, config.actor or registry.actor()),
     )
 
 
-def _promote(
-    context, con, report: dict | None, before: str | None, now, who: str
-) -> registry.LedgerEntry | None:
-    if not report:
-        raise RegistryError("no validation report to promote from: materialize validation_report first")
-    version = report["challenger_version"]
-    if version == before:
-        return None
-    failed = blocking_checks_passed(context.instance, report["run_id"], version)
-    if failed:
-        raise RegistryError(
-            f"refusing to promote {version}: blocking checks not passed in run "
-            f"{report['run_id']}: {', '.join(failed)}"
-        )
-    if report.get("champion_version") != before:
-        raise RegistryError(
-            f"refusing to promote {version}: it was validated against {report.get('champion_version') or 'no champion'}"
-            f", but the champion is now {before}; run the CT job again"
-        )
-    return registry.record(
-        con,
-        action="promoted",
-        version=version,
-        champion_after=version,
-        now=now,
-        data_hash=report.get("dataset_hash"),
-        metrics=report.get("challenger_primary") or {},
-        verdict="passed",
-        reason="all blocking checks passed",
-        run_id=context.run_id,
-        who=who,
-    )
+LEDGER_COLUMNS = [
+    "entry_id",
+    "recorded_at",
+    "action",
+    "version",
+    "champion_before",
+    "champion_after",
+    "verdict",
+    "reason",
+    "actor",
+]
 
 
-def _approve(s, con, config: RegistryConfig, now, who: str, run_id: str) -> registry.LedgerEntry:
-    version = config.version
-    if not config.reason.strip():
-        raise RegistryError("approve needs --reason")
-    lgbm.load_version(s.paths.models, version)  # refuses paths outside the models folder, checks the files
-    decision = registry.latest_decision(con, version)
-    if decision is None or decision.action != "blocked":
-        state = decision.action if decision else "never validated"
-        raise RegistryError(f"{version} is not in the review queue (its last decision: {state})")
-    rec = registry.model(con, version)
-    return registry.record(
-        con,
-        action="approved",
-        version=version,
-        champion_after=version,
-        now=now,
-        data_hash=rec.dataset_hash if rec else None,
-        metrics=decision.metrics,
-        verdict="override",
-        reason=config.reason,
-        run_id=run_id,
-        who=who,
-    )
-
-
-def _rollback(
-    s, con, config: RegistryConfig, before: str | None, now, who: str, run_id: str
-) -> registry.LedgerEntry:
-    if not config.reason.strip():
-        raise RegistryError("rollback needs --reason")
-    target = config.version or registry.rollback_target(con)
-    if target is None:
-        raise RegistryError(f"nothing to roll back to: {before or 'no model'} is the only champion so far")
-    if target == before:
-        raise RegistryError(f"{target} is already the champion")
-    if registry.model(con, target) is None:
-        raise RegistryError(f"{target} is not a registered model")
-    loaded = lgbm.load_version(s.paths.models, target)  # load and score before re-pointing
-    metrics = _golden_metrics(s, con, loaded)
-    value = metrics.get(f"golden_{s.primary_metric}")
-    if metrics and (value is None or not math.isfinite(value)):
-        raise RegistryError(f"{target} cannot be scored on the golden set ({s.primary_metric} = {value})")
-    rec = registry.model(con, target)
-    return registry.record(
-        con,
-        action="rolled_back",
-        version=target,
-        champion_after=target,
-        now=now,
-        data_hash=rec.dataset_hash if rec else None,
-        metrics=metrics,
-        verdict="rollback",
-        reason=config.reason,
-        run_id=run_id,
-        who=who,
-    )
+def _champion_metadata(s: Settings, change: ChampionChange, who: str) -> dict:
+    entry = change.entry
+    folder = lgbm.model_dir(s.paths.models, change.champion)
+    return {
+        "champion_version": change.champion,
+        "previous_champion": change.before or "none",
+        "action": change.action,
+        "reason": (entry.reason if entry else "") or "",
+        "actor": who,
+        "model_path": dg.MetadataValue.path(str(folder / lgbm.MODEL_FILE)),
+        "data_hash": (entry.data_hash if entry else "") or "",
+        "ledger": table(
+            [{k: v for k, v in h.items() if k != "metrics"} for h in change.history], LEDGER_COLUMNS
+        ),
+    }

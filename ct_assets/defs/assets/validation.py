@@ -4,18 +4,15 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ct_assets.common import failpoints
-from ct_assets.common.clock import utc_now
-from ct_assets.common.stopwatch import Stopwatch
-from ct_assets.core import alerts, gate, registry
+from ct_assets.config.settings import Settings
+from ct_assets.core import gate
 from ct_assets.core.datasets.training import DatasetInfo
-from ct_assets.core.gate import evaluation, report
-from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.gate import summary
+from ct_assets.core.gate.validate import Validation, validate_challenger
 from ct_assets.defs.budget import seconds_left
 from ct_assets.defs.constants import VALIDATION
 from ct_assets.defs.metadata import table
 from ct_assets.defs.resources import SettingsResource
-from ct_assets.store.warehouse import connect_writer, transaction
 
 BLOCKING_CHECKS: dict[str, str] = {
     gate.regression_check(
@@ -75,138 +72,51 @@ def validation_report(
             f"not on the training data set {ds.dataset_hash} handed to this report"
         )
     seconds_left(context, s)
-    watch = Stopwatch()
-    challenger = lgbm.load_version(s.paths.models, version)
-    with connect_writer(s) as con:
-        champion_version = registry.champion(con)
-        champion = lgbm.load_version(s.paths.models, champion_version) if champion_version else None
-        watch.lap("load models")
-        data = evaluation.eval_sets(s, con, ds, challenger, champion)
-        watch.lap("read and score")
-    sets = data.sets
-    result = gate.evaluate(s, sets)
-    watch.lap("gate")
-    now = utc_now()
-    meta = {
-        "challenger_version": version,
-        "champion_version": champion_version,
-        "run_id": context.run_id,
-        "created_at": now.isoformat(sep=" ", timespec="seconds"),
-        "dataset_hash": ds.dataset_hash,
-        "train_hash": ds.train_hash,
-        "holdout_hash": ds.holdout_hash,
+    v = validate_challenger(s, ds, version, run_id=context.run_id, logger=context.log)
+    context.log.info(f"validation of {version} against {v.champion_version or 'no champion'}: {v.verdict}")
+    yield dg.Output(v.handoff(context.run_id, ds, s.primary_metric), metadata=_report_metadata(v, ds, s))
+    for name in BLOCKING_CHECKS:
+        yield _check_result(name, v)
+
+
+def _rounded(row: dict) -> dict:
+    return {k: (round(x, 4) if isinstance(x, float) else x) for k, x in row.items()}
+
+
+def _report_metadata(v: Validation, ds: DatasetInfo, s: Settings) -> dict:
+    """What the UI shows for a validation: verdict, summary, comparison table, links to the report."""
+    result = v.result
+    secondary = [_rounded(r) for r in result.secondary]
+    return {
+        "summary": dg.MetadataValue.md(summary.markdown_summary(result, v.meta)),
+        "verdict": v.verdict,
+        "challenger_version": v.version,
+        "champion_version": v.champion_version or "none",
+        "primary_metric": s.primary_metric,
+        "slice_confidence": result.slice_confidence_note,
+        "champion_scores_reused": v.meta["champion_scores_reused"],
+        "seconds": dg.MetadataValue.json({**v.seconds, "of which": v.data.seconds}),
+        "comparison": table([_rounded(c.__dict__) for c in result.comparisons], COMPARISON_COLUMNS),
+        "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
+        "decision_flips": dg.MetadataValue.json(result.flips),
+        "report": dg.MetadataValue.path(str(v.files.html)),
+        "report_json": dg.MetadataValue.path(str(v.files.json)),
+        "data_hash": ds.dataset_hash,
         "golden_hash": ds.golden_hash,
-        "holdout_compared": evaluation.holdout_note(sets, ds),
-        "champion_scores_reused": f"{data.champion_scores_reused:,} of {data.rows:,} rows"
-        if champion
-        else "no champion",
-        "challenger_data_hash": challenger.card.get("data_hash"),
-        "champion_data_hash": champion.card.get("data_hash") if champion else None,
-        "code_version": challenger.card.get("code_version"),
-        "importance_movers": evaluation.importance_movers(challenger, champion),
     }
-    files = evaluation.write_report(s, result, sets, meta)
-    watch.lap("report")
 
-    primary = {name: result.metrics[name]["challenger"][s.primary_metric] for name in evaluation.EVAL_SETS}
-    failpoints.hit("validate.before_ledger")
-    with connect_writer(s) as con, transaction(con):
-        registry.record_validation(
-            con,
-            challenger=version,
-            champion=champion_version,
-            now=now,
-            passed=result.passed,
-            failed_checks=result.failed_checks,
-            summary=result.metrics,
-            golden_hash=ds.golden_hash,
-            dataset_hash=ds.dataset_hash,
-            report_path=str(files.html),
-            run_id=context.run_id,
-        )
-        if not result.passed:
-            registry.record(
-                con,
-                action="blocked",
-                version=version,
-                champion_after=champion_version,
-                now=now,
-                data_hash=ds.dataset_hash,
-                metrics=primary,
-                verdict="blocked",
-                reason="failed " + ", ".join(result.failed_checks),
-                run_id=context.run_id,
-            )
-    if not result.passed:
-        first = result.checks[result.failed_checks[0]].summary
-        alerts.raise_alert(
-            s,
-            kind="block",
-            cause=f"block:{version}",
-            now=now,
-            logger=context.log,
-            message=f"gate blocked challenger {version} (champion stays {champion_version}): "
-            f"{', '.join(result.failed_checks)}; {first}",
-            details={
-                "challenger": version,
-                "champion": champion_version,
-                "failed_checks": result.failed_checks,
-                "report": str(files.html),
-            },
-        )
 
-    watch.lap("ledger and alerts")
-    verdict = "passed" if result.passed else "blocked: " + ", ".join(result.failed_checks)
-    context.log.info(f"validation of {version} against {champion_version or 'no champion'}: {verdict}")
-    rows = [
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.__dict__.items()}
-        for c in result.comparisons
-    ]
-    secondary = [
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.secondary
-    ]
-    yield dg.Output(
-        {
-            "challenger_version": version,
-            "champion_version": champion_version,
-            "passed": result.passed,
-            "failed_checks": result.failed_checks,
-            "run_id": context.run_id,
-            "dataset_hash": ds.dataset_hash,
-            "golden_hash": ds.golden_hash,
-            "primary_metric": s.primary_metric,
-            "challenger_primary": primary,
-            "report_path": str(files.html),
-        },
+def _check_result(name: str, v: Validation) -> dg.AssetCheckResult:
+    outcome = v.result.checks[name]
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.summary,
         metadata={
-            "summary": dg.MetadataValue.md(report.markdown_summary(result, meta)),
-            "verdict": verdict,
-            "challenger_version": version,
-            "champion_version": champion_version or "none",
-            "primary_metric": s.primary_metric,
-            "slice_confidence": result.slice_confidence_note,
-            "champion_scores_reused": meta["champion_scores_reused"],
-            "seconds": dg.MetadataValue.json({**watch.seconds, "of which": data.seconds}),
-            "comparison": table(rows, COMPARISON_COLUMNS),
-            "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
-            "decision_flips": dg.MetadataValue.json(result.flips),
-            "report": dg.MetadataValue.path(str(files.html)),
-            "report_json": dg.MetadataValue.path(str(files.json)),
-            "data_hash": ds.dataset_hash,
-            "golden_hash": ds.golden_hash,
+            "challenger_version": v.version,
+            "champion_version": v.champion_version or "none",
+            "summary": outcome.summary,
+            "details": table(outcome.rows),
         },
     )
-    for name in BLOCKING_CHECKS:
-        outcome = result.checks[name]
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=outcome.summary,
-            metadata={
-                "challenger_version": version,
-                "champion_version": champion_version or "none",
-                "summary": outcome.summary,
-                "details": table(outcome.rows),
-            },
-        )

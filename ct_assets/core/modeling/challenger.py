@@ -1,0 +1,129 @@
+"""Training a challenger from a recorded training data set: read the train rows in canonical order,
+train LightGBM within its time budget, profile the features, save model.txt and card.json, register.
+
+What the `challenger_model` asset runs. At most one training runs on a warehouse at a time: the
+training lock (an OS file lock beside the warehouse) queues a second one behind the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ct_assets.common import failpoints
+from ct_assets.common.clock import utc_now
+from ct_assets.common.stopwatch import Stopwatch
+from ct_assets.config import Settings
+from ct_assets.core import registry
+from ct_assets.core.datasets.training import DatasetInfo, read_split
+from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.monitoring import signals as monitoring
+from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
+from ct_assets.store.warehouse import connect_writer, file_lock
+
+
+@contextlib.contextmanager
+def training_lock(s: Settings) -> Iterator[None]:
+    """Held for a whole training: a second training on this warehouse waits here for the first."""
+    lock = s.paths.warehouse.with_name(s.paths.warehouse.name + ".train.lock")
+    with file_lock(lock, s.guardrails.max_run_seconds, "the training lock"):
+        yield
+
+
+def training_budget(s: Settings, run_seconds_left: float) -> tuple[float, str]:
+    """LightGBM's time budget: [guardrails] max_training_seconds, or what is left of the run's budget
+    when that is less; and where the figure comes from, for the error message."""
+    budget = min(s.guardrails.max_training_seconds, run_seconds_left)
+    if budget == s.guardrails.max_training_seconds:
+        return budget, f"[guardrails] max_training_seconds = {s.guardrails.max_training_seconds:g}"
+    return budget, f"what was left of [guardrails] max_run_seconds = {s.guardrails.max_run_seconds:g}"
+
+
+@dataclass
+class Challenger:
+    """A trained, saved and registered challenger."""
+
+    version: str
+    folder: Path
+    card: dict[str, Any]
+    trained: lgbm.TrainedModel
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def importance(self) -> list[dict[str, Any]]:
+        """Each feature's share of the total gain, largest first."""
+        gains = self.trained.booster.feature_importance(importance_type="gain")
+        total = float(gains.sum()) or 1.0
+        return sorted(
+            (
+                {"feature": n, "gain_share": round(float(g) / total, 4)}
+                for n, g in zip(self.trained.booster.feature_name(), gains, strict=True)
+            ),
+            key=lambda r: -r["gain_share"],
+        )
+
+
+def train_challenger(
+    s: Settings, ds: DatasetInfo, *, run_id: str, budget_seconds: float, budget_source: str
+) -> Challenger:
+    """Train on the train split of `ds` (raises lgbm.TrainingBudgetExceeded past the budget), save the
+    model and its card in a new version folder, and register it in the models table."""
+    watch = Stopwatch()
+    with connect_writer(s) as con:
+        train_rows = read_split(con, s, ds, "train")
+    watch.lap("read")
+    flag = s.columns.exploration
+    weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
+    trained = lgbm.train(
+        train_rows, s, budget_seconds=budget_seconds, budget_source=budget_source, weights=weights
+    )
+    watch.lap("train")
+    positives = int(lgbm.labels(train_rows, s).sum())
+    profile = monitoring.feature_profile(train_rows, s)
+    del train_rows
+    watch.lap("feature profile")
+    card_extra = {
+        "data_hash": ds.dataset_hash,
+        "train_hash": ds.train_hash,
+        "holdout_hash": ds.holdout_hash,
+        "golden_hash": ds.golden_hash,
+        "label": {"column": s.columns.label, "classes": list(s.columns.label_classes)},
+        "profile": profile,
+        "exploration_weight": s.dataset.exploration_weight if flag else None,
+        "rows": {"train": ds.n_train, "holdout": ds.n_holdout, "train_positives": positives},
+        "watermark": {"max_batch_id": ds.max_batch_id, "newest_event_time": ds.newest_event_time.isoformat()},
+        "run_id": run_id,
+    }
+    version, folder, card = _save_and_register(s, ds, trained, card_extra, run_id)
+    watch.lap("save and register")
+    return Challenger(version, folder, card, trained, watch.seconds)
+
+
+def _save_and_register(
+    s: Settings, ds: DatasetInfo, trained: lgbm.TrainedModel, card_extra: dict[str, Any], run_id: str
+) -> tuple[str, Path, dict[str, Any]]:
+    now = utc_now()
+    with writer_keeping_snapshot(s) as con:
+        version = lgbm.next_version(s.paths.models, registry.model_versions(con))
+        folder, card = lgbm.save(trained, s.paths.models, version, card_extra)
+        failpoints.hit("model.after_save")
+        registry.record_model(
+            con,
+            registry.ModelRecord(
+                version=version,
+                created_at=now,
+                dataset_hash=ds.dataset_hash,
+                code_version=card["code_version"],
+                params=trained.params,
+                n_train=ds.n_train,
+                n_holdout=ds.n_holdout,
+                train_seconds=trained.seconds,
+                watermark_batch_id=ds.max_batch_id,
+                watermark_event_time=ds.newest_event_time,
+                model_sha256=card["model_sha256"],
+                run_id=run_id,
+            ),
+        )
+    return version, folder, card
