@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from ct_assets.cli.parser import build_parser
 from ct_assets.errors import CtError
 
 DEBUG_ENV = "CT_ASSETS_DEBUG"
@@ -201,119 +202,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ct-assets",
-        description="Continuous training of a tabular model as a Dagster asset graph. Configuration: the "
-        "TOML file named by CT_ASSETS_CONFIG (defaults built in); Dagster instance: DAGSTER_HOME "
-        "(default ./data/dagster).",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("init", help="create or upgrade the warehouse and folders (idempotent)").set_defaults(
-        func=cmd_init
-    )
-    sub.add_parser("config", help="print the effective configuration as TOML").set_defaults(func=cmd_config)
-
-    sim = sub.add_parser("simulate", help="land synthetic delta files, continuing one stream across calls")
-    sim.add_argument("--batches", type=int, required=True)
-    sim.add_argument("--rows", type=int, required=True)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument(
-        "--drift", type=float, default=0.0, help="feature and concept drift, 0 (none) to 1 (strong)"
-    )
-    sim.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
-    sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
-    sim.add_argument("--drift-slice", default=None, help="COLUMN=VALUE: concept drift confined to that slice")
-    sim.add_argument("--format", choices=["parquet", "csv"], default="parquet")
-    sim.add_argument(
-        "--exploration",
-        type=float,
-        default=0.0,
-        help="share of rows flagged as exploration (needs [columns] exploration in the config)",
-    )
-    sim.set_defaults(func=cmd_simulate)
-
-    cyc = sub.add_parser("cycle", help="ingest what has landed, then retrain if the condition holds")
-    cyc.add_argument(
-        "--force", action="store_true", help="run the CT job even if the retrain condition does not hold"
-    )
-    cyc.add_argument(
-        "--json", action="store_true", help="print one JSON object on stdout (logs go to stderr)"
-    )
-    cyc.set_defaults(func=cmd_cycle)
-
-    st = sub.add_parser(
-        "status", help="champion, rows since its training, data lag, last verdict, pending files"
-    )
-    st.add_argument("--json", action="store_true")
-    st.set_defaults(func=cmd_status)
-
-    reg = sub.add_parser("registry", help="the model registry and the review queue")
-    rsub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rl = rsub.add_parser("list", help="models, their state, the review queue")
-    rl.add_argument("--json", action="store_true")
-    rl.add_argument(
-        "--at", default=None, metavar="TIME", help="also show the champion at this past time (UTC)"
-    )
-    for name, text in (
-        ("approve", "promote a blocked challenger, recording the override"),
-        ("reject", "close a blocked challenger's review without promoting it"),
-    ):
-        r = rsub.add_parser(name, help=text)
-        r.add_argument("version")
-        r.add_argument("--reason", required=True)
-    rb = rsub.add_parser("rollback", help="re-point the champion to the previous one (or --to VERSION)")
-    rb.add_argument("--to", default=None, metavar="VERSION")
-    rb.add_argument("--reason", required=True)
-    reg.set_defaults(func=cmd_registry)
-
-    rep = sub.add_parser("report", help="print the path of a validation report (HTML, self-contained)")
-    rep.add_argument("version", nargs="?", default=None, help="model version (default: the latest validated)")
-    rep.set_defaults(func=cmd_report)
-
-    repro = sub.add_parser(
-        "reproduce", help="retrain a registered model from the warehouse and compare the bytes"
-    )
-    repro.add_argument("version")
-    repro.set_defaults(func=cmd_reproduce)
-
-    gold = sub.add_parser("golden", help="the golden set")
-    gsub = gold.add_subparsers(dest="golden_action", required=True, metavar="ACTION")
-    gr = gsub.add_parser("rebuild", help="rebuild the frozen golden set from the data now in the warehouse")
-    gr.add_argument("--reason", required=True)
-    gold.set_defaults(func=cmd_golden)
-
-    exp = sub.add_parser(
-        "export", help="Parquet copies of the warehouse tables for notebooks and BI tools (data/export)"
-    )
-    exp.add_argument(
-        "--to", default=None, metavar="DIR", help="folder to write (default: export/ beside the warehouse)"
-    )
-    exp.add_argument("--force", action="store_true", help="rewrite even if the warehouse has not changed")
-    exp.add_argument(
-        "--every",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep exporting every SECONDS until Ctrl-C",
-    )
-    exp.add_argument("--json", action="store_true", help="print the manifest as one JSON line")
-    exp.set_defaults(func=cmd_export)
-
-    demo = sub.add_parser("demo", help="the web UI with sensors running and a feeder landing deltas")
-    demo.add_argument("--host", default="127.0.0.1", help="address the web UI binds to (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=3000)
-    demo.add_argument("--interval", type=float, default=5.0, help="seconds between landed deltas")
-    demo.add_argument("--rows", type=int, default=4000, help="rows per landed delta")
-    demo.add_argument("--batches", type=int, default=0, help="stop feeding after this many deltas (0: never)")
-    demo.set_defaults(func=cmd_demo)
-    return p
+COMMANDS = {
+    "init": cmd_init,
+    "config": cmd_config,
+    "simulate": cmd_simulate,
+    "cycle": cmd_cycle,
+    "status": cmd_status,
+    "registry": cmd_registry,
+    "report": cmd_report,
+    "reproduce": cmd_reproduce,
+    "golden": cmd_golden,
+    "export": cmd_export,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(COMMANDS[args.command](args) or 0)
     except CtError as e:
         print(f"ct-assets: error: {e}", file=sys.stderr)
         return 1

@@ -41,19 +41,8 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "runs": {},
     }
     recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
-    pending = landing.ready_entries(settings.paths.landing)
-    if pending:
-        res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
-        out["runs"]["ingest"] = res.run_id
-        if not res.success:
-            _failure_alert(settings, "ingest_job", res.run_id, failure_message(res))
-        require_success(res, "the ingest run")
-        counts = _ingest_counts(settings, res.run_id)
-        out["ingested_files"] = counts.get("ingested", 0)
-        out["quarantined_files"] = counts.get("quarantined", 0)
-        out["duplicate_files"] = counts.get("duplicate", 0)
+    _ingest(settings, out)
     out["ingest_seconds"] = round(time.perf_counter() - started, 3)
-
     with connect_reader(settings, wait_seconds=30) as con:
         decision = retrain_decision(con, settings)
         golden_missing = active_golden(con) is None
@@ -63,49 +52,66 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
             raise DataError(
                 "nothing ingested yet: land files in the landing folder (or `ct-assets simulate`) first"
             )
-        selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
-        t = time.perf_counter()
-        res = run_job(
-            "ct_job",
-            asset_selection=selection,
-            tags={
-                TRIGGER_TAG: decision.trigger if decision.should_run and decision.trigger else "forced",
-                "ct_assets/reason": decision.reason[:200],
-            },
-        )
-        out["ct_seconds"] = round(time.perf_counter() - t, 3)
-        out["runs"]["ct"] = res.run_id
-        with connect_reader(settings, wait_seconds=30) as con:
-            trained = fetch_one(con, "SELECT version FROM models WHERE run_id = ?", [res.run_id])
-            validated = fetch_one(
-                con, "SELECT passed, failed_checks FROM validations WHERE run_id = ?", [res.run_id]
-            )
-            promoted = fetch_one(
-                con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'", [res.run_id]
-            )
-        out["challenger_version"] = trained[0] if trained else None
-        failed = [
-            e.check_name
-            for e in res.get_asset_check_evaluations()
-            if not e.passed and e.asset_key.to_user_string() == "validation_report"
-        ]
-        out["failed_checks"] = failed
-        if promoted:
-            out["verdict"] = "promoted"
-        elif validated is not None and not validated[0]:
-            out["verdict"] = "blocked"
-        elif res.success:
-            out["verdict"] = "unchanged"  # the challenger equals the champion already in place
-        else:
-            out["verdict"] = "failed"
-            out["error"] = failure_message(res)
-            _failure_alert(settings, "ct_job", res.run_id, out["error"])
-        if out["challenger_version"] and validated is not None:
-            out["report"] = str(report_path(settings, out["challenger_version"]))
+        trigger = decision.trigger if decision.should_run and decision.trigger else "forced"
+        _train(settings, out, golden_missing, trigger, decision.reason)
     with connect_reader(settings, wait_seconds=30) as con:
         out["champion_version"] = registry.champion(con)
     out["seconds"] = round(time.perf_counter() - started, 3)
     return out
+
+
+def _ingest(settings: Settings, out: dict[str, Any]) -> None:
+    """An ingest run when ready files wait in the landing folder; its file counts go into `out`."""
+    if not landing.ready_entries(settings.paths.landing):
+        return
+    res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
+    out["runs"]["ingest"] = res.run_id
+    if not res.success:
+        _failure_alert(settings, "ingest_job", res.run_id, failure_message(res))
+    require_success(res, "the ingest run")
+    counts = _ingest_counts(settings, res.run_id)
+    out["ingested_files"] = counts.get("ingested", 0)
+    out["quarantined_files"] = counts.get("quarantined", 0)
+    out["duplicate_files"] = counts.get("duplicate", 0)
+
+
+def _train(settings: Settings, out: dict[str, Any], golden_missing: bool, trigger: str, reason: str) -> None:
+    """The CT run, and its outcome in `out`: challenger, failed checks, verdict, report."""
+    selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
+    t = time.perf_counter()
+    res = run_job(
+        "ct_job",
+        asset_selection=selection,
+        tags={TRIGGER_TAG: trigger, "ct_assets/reason": reason[:200]},
+    )
+    out["ct_seconds"] = round(time.perf_counter() - t, 3)
+    out["runs"]["ct"] = res.run_id
+    with connect_reader(settings, wait_seconds=30) as con:
+        trained = fetch_one(con, "SELECT version FROM models WHERE run_id = ?", [res.run_id])
+        validated = fetch_one(
+            con, "SELECT passed, failed_checks FROM validations WHERE run_id = ?", [res.run_id]
+        )
+        promoted = fetch_one(
+            con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'", [res.run_id]
+        )
+    out["challenger_version"] = trained[0] if trained else None
+    out["failed_checks"] = [
+        e.check_name
+        for e in res.get_asset_check_evaluations()
+        if not e.passed and e.asset_key.to_user_string() == "validation_report"
+    ]
+    if promoted:
+        out["verdict"] = "promoted"
+    elif validated is not None and not validated[0]:
+        out["verdict"] = "blocked"
+    elif res.success:
+        out["verdict"] = "unchanged"  # the challenger equals the champion already in place
+    else:
+        out["verdict"] = "failed"
+        out["error"] = failure_message(res)
+        _failure_alert(settings, "ct_job", res.run_id, out["error"])
+    if out["challenger_version"] and validated is not None:
+        out["report"] = str(report_path(settings, out["challenger_version"]))
 
 
 def _failure_alert(settings: Settings, job: str, run_id: str, error: str) -> None:

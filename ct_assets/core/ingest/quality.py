@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from ct_assets.config import Settings
+from ct_assets.config.settings import Feature
 
 # check name -> what it asserts (the check specs of raw_deltas)
 CHECKS: dict[str, str] = {
@@ -91,85 +92,126 @@ def _batch_definition() -> Any:
         return _GX_STATE["bd"]
 
 
-def _expectations(settings: Settings, present: set[str]) -> list[tuple[str, str, Any]]:
-    """(check name, column, expectation) for a delta with the given columns."""
+Expectation = tuple[str, str, Any]  # (check name, column, GX expectation)
+
+
+def _expectations(settings: Settings, present: set[str]) -> list[Expectation]:
+    """(check name, column, expectation) for a delta with the given columns: every configured column
+    must exist; the rules on a column's values apply when it does."""
     import great_expectations as gx
 
     E = gx.expectations
-    cols = settings.columns
-    out: list[tuple[str, str, Any]] = []
-    stored = settings.stored_columns
-    for name in stored:
-        out.append(("raw_deltas_schema_valid", name, E.ExpectColumnToExist(column=name)))
+    exist = [
+        ("raw_deltas_schema_valid", name, E.ExpectColumnToExist(column=name))
+        for name in settings.stored_columns
+    ]
+    rules = [
+        *_event_time_rules(E, settings),
+        *_row_id_rules(E, settings),
+        *(rule for f in settings.features for rule in _feature_rules(E, f)),
+        *_label_rules(E, settings),
+        *_exploration_rules(E, settings),
+    ]
+    return exist + [r for r in rules if r[1] in present]
 
-    def when_present(check: str, column: str, exp: Any) -> None:
-        if column in present:
-            out.append((check, column, exp))
 
-    et = cols.event_time
-    when_present(
-        "raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES)
-    )
-    when_present("raw_deltas_required_not_null", et, E.ExpectColumnValuesToNotBeNull(column=et))
+def _event_time_rules(E: Any, settings: Settings) -> list[Expectation]:
+    """A time type, never null, not in the future, not older than [freshness] max_event_age_days."""
+    et = settings.columns.event_time
     ahead = et + FUTURE_COLUMN_SUFFIX
-    when_present(
-        "raw_deltas_values_valid",
-        ahead,
-        E.ExpectColumnValuesToBeBetween(column=ahead, max_value=settings.freshness.max_future_minutes * 60.0),
-    )
+    out: list[Expectation] = [
+        ("raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES)),
+        ("raw_deltas_required_not_null", et, E.ExpectColumnValuesToNotBeNull(column=et)),
+        (
+            "raw_deltas_values_valid",
+            ahead,
+            E.ExpectColumnValuesToBeBetween(
+                column=ahead, max_value=settings.freshness.max_future_minutes * 60.0
+            ),
+        ),
+    ]
     if settings.freshness.max_event_age_days > 0:
         old = et + AGE_COLUMN_SUFFIX
-        when_present(
-            "raw_deltas_values_valid",
-            old,
-            E.ExpectColumnValuesToBeBetween(column=old, max_value=settings.freshness.max_event_age_days),
+        out.append(
+            (
+                "raw_deltas_values_valid",
+                old,
+                E.ExpectColumnValuesToBeBetween(column=old, max_value=settings.freshness.max_event_age_days),
+            )
         )
-    if cols.row_id:
-        rid = cols.row_id
-        when_present("raw_deltas_schema_valid", rid, _type_expectation(E, rid, cols.row_id_type == "integer"))
-        when_present("raw_deltas_required_not_null", rid, E.ExpectColumnValuesToNotBeNull(column=rid))
-        when_present("raw_deltas_row_ids_unique", rid, E.ExpectColumnValuesToBeUnique(column=rid))
-    for f in settings.features:
-        if f.kind == "numeric":
-            when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, True))
-            lo = f.min if f.min is not None else -FINITE_LIMIT
-            hi = f.max if f.max is not None else FINITE_LIMIT
-            when_present(
+    return out
+
+
+def _row_id_rules(E: Any, settings: Settings) -> list[Expectation]:
+    """The configured type, never null, unique within the file."""
+    cols = settings.columns
+    rid = cols.row_id
+    if not rid:
+        return []
+    return [
+        ("raw_deltas_schema_valid", rid, _type_expectation(E, rid, cols.row_id_type == "integer")),
+        ("raw_deltas_required_not_null", rid, E.ExpectColumnValuesToNotBeNull(column=rid)),
+        ("raw_deltas_row_ids_unique", rid, E.ExpectColumnValuesToBeUnique(column=rid)),
+    ]
+
+
+def _feature_rules(E: Any, f: Feature) -> list[Expectation]:
+    """Its kind's type; numeric values within [min, max] (finite when unbounded), categories within the
+    configured set; no null when required."""
+    out: list[Expectation] = [
+        ("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, f.kind == "numeric"))
+    ]
+    if f.kind == "numeric":
+        lo = f.min if f.min is not None else -FINITE_LIMIT
+        hi = f.max if f.max is not None else FINITE_LIMIT
+        out.append(
+            (
                 "raw_deltas_values_valid",
                 f.name,
                 E.ExpectColumnValuesToBeBetween(column=f.name, min_value=lo, max_value=hi),
             )
-        else:
-            when_present("raw_deltas_schema_valid", f.name, _type_expectation(E, f.name, False))
-            if f.categories:
-                when_present(
-                    "raw_deltas_values_valid",
-                    f.name,
-                    E.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)),
-                )
-        if f.required:
-            when_present(
-                "raw_deltas_required_not_null", f.name, E.ExpectColumnValuesToNotBeNull(column=f.name)
+        )
+    elif f.categories:
+        out.append(
+            (
+                "raw_deltas_values_valid",
+                f.name,
+                E.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)),
             )
+        )
+    if f.required:
+        out.append(("raw_deltas_required_not_null", f.name, E.ExpectColumnValuesToNotBeNull(column=f.name)))
+    return out
+
+
+def _label_rules(E: Any, settings: Settings) -> list[Expectation]:
+    """The label's type, and only the two configured classes (null: not labelled yet)."""
+    cols = settings.columns
     label = cols.label
-    when_present("raw_deltas_schema_valid", label, _type_expectation(E, label, not cols.label_is_text))
-    when_present(
-        "raw_deltas_values_valid",
-        label,
-        E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)),
-    )
-    if cols.exploration:
-        flag = cols.exploration
-        when_present(
+    return [
+        ("raw_deltas_schema_valid", label, _type_expectation(E, label, not cols.label_is_text)),
+        (
+            "raw_deltas_values_valid",
+            label,
+            E.ExpectColumnValuesToBeInSet(column=label, value_set=list(cols.label_classes)),
+        ),
+    ]
+
+
+def _exploration_rules(E: Any, settings: Settings) -> list[Expectation]:
+    """A 0/1 (or boolean) flag, never null."""
+    flag = settings.columns.exploration
+    if not flag:
+        return []
+    return [
+        (
             "raw_deltas_schema_valid",
             flag,
             E.ExpectColumnValuesToBeInTypeList(column=flag, type_list=[*NUMERIC_TYPES, "bool"]),
-        )
-        when_present("raw_deltas_required_not_null", flag, E.ExpectColumnValuesToNotBeNull(column=flag))
-        when_present(
-            "raw_deltas_values_valid", flag, E.ExpectColumnValuesToBeInSet(column=flag, value_set=[0, 1])
-        )
-    return out
+        ),
+        ("raw_deltas_required_not_null", flag, E.ExpectColumnValuesToNotBeNull(column=flag)),
+        ("raw_deltas_values_valid", flag, E.ExpectColumnValuesToBeInSet(column=flag, value_set=[0, 1])),
+    ]
 
 
 def _type_expectation(E: Any, column: str, numeric: bool) -> Any:
