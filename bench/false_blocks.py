@@ -2,7 +2,7 @@
 
 Builds its own synthetic warehouse in a temporary folder, trains a champion, then N challengers on
 the same data with other seeds (LightGBM's bagging makes them differ by noise only), and runs the
-gate of `validation_report` (ct_assets.lib.gate.evaluate on the golden set and the recent holdout)
+gate of `validation_report` (ct_assets.core.gate.evaluate on the golden set and the recent holdout)
 for each. Prints the false-block rate, which checks blocked, and the gate's time per run.
 
     python bench/false_blocks.py [--rows 600000] [--seeds 20]

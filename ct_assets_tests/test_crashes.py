@@ -1,4 +1,4 @@
-"""Crashes: the real `ct-assets` process is killed with SIGKILL at named points (ct_assets.lib.failpoints),
+"""Crashes: the real `ct-assets` process is killed with SIGKILL at named points (ct_assets.common.failpoints),
 then the same command is run again without the failpoint. The rerun must finish promptly (nothing the
 dead process held blocks it: file locks die with their process, a Dagster run it left STARTED is marked
 failed), and the warehouse, the models folder, the ledger and the Dagster instance must tell one

@@ -199,7 +199,7 @@ def test_the_wall_clock_guard_reason_is_named_when_it_cuts_training_short(
 
 TRAIN_AND_RECORD = """
 import json, os, sys, time
-from ct_assets.lib import model as lgbm
+from ct_assets.core.modeling import model as lgbm
 
 spans, real_train = sys.argv[1], lgbm.train
 

@@ -1,5 +1,5 @@
-"""Uncertainty of paired metric differences (ct_assets.lib.stats) and the per-slice confidence choice
-(ct_assets.lib.gate.choose_slice_confidence), checked against brute force and simulation."""
+"""Uncertainty of paired metric differences (ct_assets.core.gate.stats) and the per-slice confidence choice
+(ct_assets.core.gate.choose_slice_confidence), checked against brute force and simulation."""
 
 import math
 

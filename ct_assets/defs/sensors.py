@@ -75,7 +75,7 @@ def landing_tick(context: dg.SensorEvaluationContext, settings: SettingsResource
 
 
 def retrain_tick(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    """A due retrain trigger (rows, decay, drift, staleness; see ct_assets.lib.triggers) -> one CT run,
+    """A due retrain trigger (rows, decay, drift, staleness; see ct_assets.core.triggers) -> one CT run,
     tagged with the trigger that fired.
 
     Reads the trigger-input snapshot every writer leaves (valid only while the warehouse files carry

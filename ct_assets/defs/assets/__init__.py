@@ -1,1 +1,2 @@
-"""defs/assets"""
+"""The asset graph, one module per stage (group): ingestion, datasets, training, validation, registry,
+monitoring. Each asset calls the plain logic of the same stage in ct_assets.core."""
