@@ -212,7 +212,7 @@ def timed_train(*args, **kwargs):
             f.write(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}) + "\\n")
 
 lgbm.train = timed_train
-from ct_assets.cli.runs import run_job
+from ct_assets.commands.runs import run_job
 
 result = run_job("ct_job", asset_selection=["training_dataset", "challenger_model"])
 print(json.dumps({"success": result.success, "run_id": result.run_id}))
