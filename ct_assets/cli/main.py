@@ -74,8 +74,8 @@ def cmd_cycle(args: argparse.Namespace) -> int:
         print(
             f"champion: {out['champion_version'] or 'none'}; challenger: {out['challenger_version'] or 'none'}"
         )
-        if out["failed_checks"]:
-            print("failed checks: " + ", ".join(out["failed_checks"]))
+        for name in out["failed_checks"]:
+            print(f"failed check {name}: {out['failed_reasons'].get(name, '')}")
         print(
             f"files: {out['ingested_files']} ingested, {out['quarantined_files']} quarantined, "
             f"{out['duplicate_files']} duplicate; trigger: {out['trigger']['reason']}"
@@ -202,6 +202,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ct_assets.commands.review import batch_decision, batch_listing
+
+    s = _settings()
+    if args.batch_action == "list":
+        rows = batch_listing(s)
+        if args.json:
+            _print_json(rows)
+            return 0
+        if not rows:
+            print("no batch judged yet (batches are judged by the champion when they land)")
+        for r in rows:
+            print(f"batch {r['batch_id']}: {r['status']} ({r['reason']})")
+        return 0
+    out = batch_decision(s, args.batch_action, args.batch_id, args.reason)
+    print(f"batch {out['batch_id']}: {out['status']} (by {out['actor']})")
+    return 0
+
+
 COMMANDS = {
     "init": cmd_init,
     "config": cmd_config,
@@ -212,6 +231,7 @@ COMMANDS = {
     "report": cmd_report,
     "reproduce": cmd_reproduce,
     "golden": cmd_golden,
+    "batch": cmd_batch,
     "export": cmd_export,
     "demo": cmd_demo,
 }

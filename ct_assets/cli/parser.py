@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_report,
         _add_reproduce,
         _add_golden,
+        _add_batch,
         _add_export,
         _add_demo,
     ):
@@ -134,3 +135,19 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between landed deltas")
     demo.add_argument("--rows", type=int, default=4000, help="rows per landed delta")
     demo.add_argument("--batches", type=int, default=0, help="stop feeding after this many deltas (0: never)")
+
+
+def _add_batch(sub: Any) -> None:
+    bat = sub.add_parser(
+        "batch", help="landed batches: which are held back or excluded from training, and why"
+    )
+    bsub = bat.add_subparsers(dest="batch_action", required=True, metavar="ACTION")
+    bl = bsub.add_parser("list", help="every judged batch with its latest decision")
+    bl.add_argument("--json", action="store_true")
+    for name, text in (
+        ("release", "train on a held-back or excluded batch again"),
+        ("exclude", "never train on a batch (e.g. known bad labels)"),
+    ):
+        b = bsub.add_parser(name, help=text)
+        b.add_argument("batch_id", type=int)
+        b.add_argument("--reason", required=True)

@@ -4,11 +4,10 @@ import hashlib
 import time
 from typing import Any
 
-from ct_assets.commands.runs import failure_message, recover, require_success, run_job
+from ct_assets.commands.runs import blocking_failures, failure_message, recover, require_success, run_job
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
-from ct_assets.core.datasets.golden import active_golden
 from ct_assets.core.gate.evaluation import report_path
 from ct_assets.core.ingest import landing
 from ct_assets.core.triggers.decision import retrain_decision
@@ -35,6 +34,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "champion_version": None,
         "challenger_version": None,
         "failed_checks": [],
+        "failed_reasons": {},
         "ingested_files": 0,
         "quarantined_files": 0,
         "duplicate_files": 0,
@@ -45,7 +45,6 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     out["ingest_seconds"] = round(time.perf_counter() - started, 3)
     with connect_reader(settings, wait_seconds=30) as con:
         decision = retrain_decision(con, settings)
-        golden_missing = active_golden(con) is None
     out["trigger"] = decision.to_json()
     if decision.should_run or force:
         if decision.newest_batch_id == 0:
@@ -53,7 +52,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
                 "nothing ingested yet: land files in the landing folder (or `ct-assets simulate`) first"
             )
         trigger = decision.trigger if decision.should_run and decision.trigger else "forced"
-        _train(settings, out, golden_missing, trigger, decision.reason)
+        _train(settings, out, trigger, decision.reason)
     with connect_reader(settings, wait_seconds=30) as con:
         out["champion_version"] = registry.champion(con)
     out["seconds"] = round(time.perf_counter() - started, 3)
@@ -75,13 +74,12 @@ def _ingest(settings: Settings, out: dict[str, Any]) -> None:
     out["duplicate_files"] = counts.get("duplicate", 0)
 
 
-def _train(settings: Settings, out: dict[str, Any], golden_missing: bool, trigger: str, reason: str) -> None:
+def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -> None:
     """The CT run, and its outcome in `out`: challenger, failed checks, verdict, report."""
-    selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
     t = time.perf_counter()
     res = run_job(
         "ct_job",
-        asset_selection=selection,
+        asset_selection=CT_SELECTION,
         tags={TRIGGER_TAG: trigger, "ct_assets/reason": reason[:200]},
     )
     out["ct_seconds"] = round(time.perf_counter() - t, 3)
@@ -95,11 +93,9 @@ def _train(settings: Settings, out: dict[str, Any], golden_missing: bool, trigge
             con, "SELECT version FROM ledger WHERE run_id = ? AND action = 'promoted'", [res.run_id]
         )
     out["challenger_version"] = trained[0] if trained else None
-    out["failed_checks"] = [
-        e.check_name
-        for e in res.get_asset_check_evaluations()
-        if not e.passed and e.asset_key.to_user_string() == "validation_report"
-    ]
+    failed = blocking_failures(res)
+    out["failed_checks"] = list(failed)
+    out["failed_reasons"] = failed
     if promoted:
         out["verdict"] = "promoted"
     elif validated is not None and not validated[0]:

@@ -9,6 +9,8 @@ from ct_assets.core import registry
 from ct_assets.core.datasets.golden import active_golden
 from ct_assets.core.gate.evaluation import report_path
 from ct_assets.core.modeling.model import model_dir
+from ct_assets.core.monitoring import evidence
+from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.defs.constants import TRIGGER_TAG
 from ct_assets.errors import RegistryError
 from ct_assets.store.sql import fetch_one
@@ -79,6 +81,31 @@ def reject(settings: Settings, version: str, reason: str) -> registry.LedgerEntr
             verdict="rejected",
             reason=reason,
         )
+
+
+def batch_decision(settings: Settings, action: str, batch_id: int, reason: str) -> dict[str, Any]:
+    """A person releases a held-back or excluded batch (it is trained on again) or excludes one; one
+    decision row and one ledger row, in one transaction."""
+    now, who = utc_now(), registry.actor()
+    with writer_keeping_snapshot(settings) as con, transaction(con):
+        d = evidence.decide_by_person(con, batch_id, action, reason, who=who, now=now)
+        registry.record(
+            con,
+            action=f"batch_{d.status}",
+            version=None,
+            champion_after=registry.champion(con),
+            now=now,
+            reason=reason,
+            metrics={"batch_id": batch_id},
+            who=who,
+        )
+    return {"batch_id": batch_id, "status": d.status, "actor": who}
+
+
+def batch_listing(settings: Settings) -> list[dict[str, Any]]:
+    """Every judged batch with its latest decision, newest first."""
+    with connect_reader(settings, wait_seconds=20) as con:
+        return evidence.latest(con)
 
 
 def report_of(settings: Settings, version: str | None) -> str:

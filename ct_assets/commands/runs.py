@@ -70,19 +70,37 @@ def run_job(
             run_config=config,
             asset_selection=[dg.AssetKey(k) for k in asset_selection] if asset_selection else None,
         )
-    blocked = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.blocking]
+    blocked = blocking_failures(result)
     if result.success:
         state = "succeeded"
     elif blocked:
-        state = "stopped by blocking checks: " + ", ".join(blocked)
+        state = "stopped by blocking checks: " + "; ".join(f"{n}: {why}" for n, why in blocked.items())
     else:
         state = f"failed: {failure_message(result)}"
     print(f"ct-assets: {name} run {result.run_id} {state}", file=sys.stderr, flush=True)
     return result
 
 
+def blocking_failures(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Blocking checks that failed in the run, whichever asset they check: name -> their one-line reason."""
+    return {
+        e.check_name: _one_line(e.description or "failed")
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.blocking
+    }
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    first = (text.strip().splitlines() or [""])[0]
+    return first[:limit]
+
+
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The first step failure of a run, as one line without the exception class path."""
+    """Why a run failed, as one line: the blocking checks that stopped it with their reasons, else its first
+    step failure without the exception class path."""
+    blocked = blocking_failures(result)
+    if blocked:
+        return "; ".join(f"blocking check {n} failed: {why}" for n, why in blocked.items())
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
             err: Any = event.step_failure_data.error

@@ -10,7 +10,8 @@ from ct_assets.config.load import (
     effective_config_toml,
     load_settings,
 )
-from ct_assets.config.parse import LIGHTGBM_NAME_CHARS, check_identifier
+from ct_assets.config.parse import LIGHTGBM_NAME_CHARS
+from ct_assets.config.reader import check_identifier
 from ct_assets.config.settings import (
     INTERNAL_PREFIX,
     LOWER_IS_BETTER,
@@ -22,6 +23,7 @@ from ct_assets.config.settings import (
     FreshnessSettings,
     GateSettings,
     GuardrailSettings,
+    HoldbackSettings,
     Paths,
     RetrainSettings,
     Settings,
@@ -40,6 +42,7 @@ __all__ = [
     "FreshnessSettings",
     "GateSettings",
     "GuardrailSettings",
+    "HoldbackSettings",
     "Paths",
     "RetrainSettings",
     "Settings",

@@ -3,12 +3,11 @@ the table and the key."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+from ct_assets.config.reader import TableReader, check_identifier, one_line
 from ct_assets.config.settings import (
-    INTERNAL_PREFIX,
     METRICS,
     SECONDARY_METRICS,
     Columns,
@@ -17,6 +16,7 @@ from ct_assets.config.settings import (
     FreshnessSettings,
     GateSettings,
     GuardrailSettings,
+    HoldbackSettings,
     Paths,
     RetrainSettings,
     Settings,
@@ -28,76 +28,9 @@ from ct_assets.errors import ConfigError
 LIGHTGBM_NAME_CHARS = '",:[]{}'
 
 
-class _Reader:
-    """Typed access to one TOML table with errors that name the file, table and key."""
-
-    def __init__(self, table: dict[str, Any], where: str, source: str, known: set[str] | None = None):
-        self.table, self.where, self.source = table, where, source
-        if known is not None:
-            unknown = sorted(set(table) - known)
-            if unknown:
-                raise self.error(unknown[0], f"is not a known setting (known: {', '.join(sorted(known))})")
-
-    def error(self, key: str, what: str) -> ConfigError:
-        place = f"[{self.where}] {key}" if self.where else key
-        return ConfigError(f"config {self.source}: {place} {what}")
-
-    def get(self, key: str) -> Any:
-        if key not in self.table:
-            raise self.error(key, "is missing")
-        return self.table[key]
-
-    def text(self, key: str, *, allow_empty: bool = False) -> str:
-        v = self.get(key)
-        if not isinstance(v, str) or (not allow_empty and not v.strip()):
-            raise self.error(key, f"must be a non-empty string, got {v!r}")
-        return v
-
-    def number(self, key: str, *, lo: float | None = None, hi: float | None = None) -> float:
-        v = self.get(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise self.error(key, f"must be a number, got {v!r}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.error(key, f"must be within [{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    def integer(self, key: str, *, lo: int = 0) -> int:
-        v = self.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise self.error(key, f"must be an integer >= {lo}, got {v!r}")
-        return v
-
-    def table_of(self, key: str) -> dict[str, Any]:
-        v = self.get(key)
-        if not isinstance(v, dict):
-            raise self.error(key, "must be a table")
-        return v
-
-
-def _one_line(text: str) -> str:
-    """`text` with control characters written as escapes, so that an error stays on one line."""
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
-
-
-def check_identifier(name: str, what: str, source: str) -> str:
-    """Column names are quoted in SQL; refuse the few that could still confuse a reader or a file system
-    (empty, too long, padded, or holding control characters such as NUL or a line break)."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name) > 128
-        or name != name.strip()
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
-    ):
-        raise ConfigError(_one_line(f"config {source}: {what} {name!r} is not a usable column name"))
-    if name.startswith(INTERNAL_PREFIX):
-        raise ConfigError(f"config {source}: {what} {name!r} starts with '_', which the warehouse reserves")
-    return name
-
-
 def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     """The merged TOML as Settings; raises ConfigError naming the file, the table and the key."""
-    top = _Reader(raw, "", source, known=TOP_KEYS)
+    top = TableReader(raw, "", source, known=TOP_KEYS)
     task = top.text("task")
     if task != "binary":
         raise top.error("task", f"must be 'binary' (the only task supported so far), got {task!r}")
@@ -105,18 +38,23 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     if metric not in METRICS:
         raise top.error("primary_metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     threshold = top.number("decision_threshold", lo=0.0, hi=1.0)
-    paths = _paths(_Reader(top.table_of("paths"), "paths", source, known=set(PATH_KEYS)), cwd)
-    columns = _columns(_Reader(top.table_of("columns"), "columns", source, known=COLUMN_KEYS))
+    paths = _paths(TableReader(top.table_of("paths"), "paths", source, known=set(PATH_KEYS)), cwd)
+    columns = _columns(TableReader(top.table_of("columns"), "columns", source, known=COLUMN_KEYS))
     features = _parse_features(top.table_of("features"), source)
     _check_roles(columns, features, source)
-    retrain = _retrain(_Reader(top.table_of("retrain"), "retrain", source, known=RETRAIN_KEYS))
-    guardrails = _guardrails(_Reader(top.table_of("guardrails"), "guardrails", source, known=GUARDRAIL_KEYS))
-    dataset = _dataset(_Reader(top.table_of("dataset"), "dataset", source, known=DATASET_KEYS))
-    gate = _gate(_Reader(top.table_of("gate"), "gate", source, known=GATE_KEYS))
-    freshness = _freshness(_Reader(top.table_of("freshness"), "freshness", source, known=FRESHNESS_KEYS))
-    ingest = _Reader(top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds", "chunk_rows"})
+    retrain = _retrain(TableReader(top.table_of("retrain"), "retrain", source, known=RETRAIN_KEYS))
+    guardrails = _guardrails(
+        TableReader(top.table_of("guardrails"), "guardrails", source, known=GUARDRAIL_KEYS)
+    )
+    dataset = _dataset(TableReader(top.table_of("dataset"), "dataset", source, known=DATASET_KEYS))
+    gate = _gate(TableReader(top.table_of("gate"), "gate", source, known=GATE_KEYS))
+    freshness = _freshness(TableReader(top.table_of("freshness"), "freshness", source, known=FRESHNESS_KEYS))
+    ingest = TableReader(
+        top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds", "chunk_rows"}
+    )
     training = _training(top.table_of("training"), source)
-    webhook = _webhook(_Reader(top.table_of("alerts"), "alerts", source, known={"webhook_url"}))
+    holdback = _holdback(TableReader(top.table_of("holdback"), "holdback", source, known=HOLDBACK_KEYS))
+    webhook = _webhook(TableReader(top.table_of("alerts"), "alerts", source, known={"webhook_url"}))
     return Settings(
         task=task,
         primary_metric=metric,
@@ -135,6 +73,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         source=source,
         raw=raw,
         ingest_chunk_rows=ingest.integer("chunk_rows", lo=1000),
+        holdback=holdback,
     )
 
 
@@ -153,6 +92,7 @@ TOP_KEYS = {
     "training",
     "alerts",
     "guardrails",
+    "holdback",
 }
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
 COLUMN_KEYS = {"event_time", "label", "label_classes", "row_id", "row_id_type", "slices", "exploration"}
@@ -188,13 +128,15 @@ GATE_KEYS = {
     "false_block_rate",
     "bootstrap_resamples",
     "holdout_max_rows",
+    "golden_tolerance",
     "secondary",
 }
+HOLDBACK_KEYS = {"enabled", "min_rows", "z", "min_drop", "history"}
 FRESHNESS_KEYS = {"max_data_lag_hours", "max_file_age_hours", "max_future_minutes", "max_event_age_days"}
 GUARDRAIL_KEYS = {"max_training_seconds", "max_run_seconds"}
 
 
-def _paths(p: _Reader, cwd: Path) -> Paths:
+def _paths(p: TableReader, cwd: Path) -> Paths:
     """[paths]: every entry absolute, relative ones resolved against the working directory."""
 
     def resolve(key: str) -> Path:
@@ -204,7 +146,7 @@ def _paths(p: _Reader, cwd: Path) -> Paths:
     return Paths(**{k: resolve(k) for k in PATH_KEYS})
 
 
-def _columns(c: _Reader) -> Columns:
+def _columns(c: TableReader) -> Columns:
     """[columns]: which column plays which role."""
     source = c.source
     classes = c.get("label_classes")
@@ -253,7 +195,7 @@ def _check_roles(columns: Columns, features: tuple[Feature, ...], source: str) -
             raise ConfigError(f"config {source}: [columns] slices entry {s!r} must be a categorical feature")
 
 
-def _retrain(r: _Reader) -> RetrainSettings:
+def _retrain(r: TableReader) -> RetrainSettings:
     """[retrain]: volume, decay, drift and staleness triggers, and how often at most."""
     drift_action = r.text("drift_action")
     if drift_action not in ("report", "retrain"):
@@ -272,7 +214,7 @@ def _retrain(r: _Reader) -> RetrainSettings:
     )
 
 
-def _guardrails(gr: _Reader) -> GuardrailSettings:
+def _guardrails(gr: TableReader) -> GuardrailSettings:
     """[guardrails]: the cost limits of one CT run."""
     return GuardrailSettings(
         max_training_seconds=gr.number("max_training_seconds", lo=0.001),
@@ -280,7 +222,7 @@ def _guardrails(gr: _Reader) -> GuardrailSettings:
     )
 
 
-def _dataset(d: _Reader) -> DatasetSettings:
+def _dataset(d: TableReader) -> DatasetSettings:
     """[dataset]: the training window, the holdout and the golden set."""
     return DatasetSettings(
         window_days=d.number("window_days", lo=0.0),
@@ -294,12 +236,12 @@ def _dataset(d: _Reader) -> DatasetSettings:
     )
 
 
-def _gate(g: _Reader) -> GateSettings:
+def _gate(g: TableReader) -> GateSettings:
     """[gate] and [gate.secondary]: the promotion rule's tolerances and confidence."""
     rule = g.text("rule")
     if rule not in ("non_inferiority", "point"):
         raise g.error("rule", f"must be 'non_inferiority' or 'point', got {rule!r}")
-    sec = _Reader(g.table_of("secondary"), "gate.secondary", g.source, known=set(SECONDARY_METRICS))
+    sec = TableReader(g.table_of("secondary"), "gate.secondary", g.source, known=set(SECONDARY_METRICS))
     return GateSettings(
         tolerance=g.number("tolerance", lo=0.0),
         slice_tolerance=g.number("slice_tolerance", lo=0.0),
@@ -310,11 +252,26 @@ def _gate(g: _Reader) -> GateSettings:
         false_block_rate=g.number("false_block_rate", lo=0.0001, hi=0.5),
         bootstrap_resamples=g.integer("bootstrap_resamples", lo=20),
         holdout_max_rows=g.integer("holdout_max_rows", lo=0),
+        golden_tolerance=g.number("golden_tolerance", lo=0.0),
         secondary={m: sec.number(m, lo=0.0) for m in sec.table},
     )
 
 
-def _freshness(fr: _Reader) -> FreshnessSettings:
+def _holdback(h: TableReader) -> HoldbackSettings:
+    """[holdback]: when a landed batch is held back from training as suspect."""
+    enabled = h.get("enabled")
+    if not isinstance(enabled, bool):
+        raise h.error("enabled", f"must be true or false, got {enabled!r}")
+    return HoldbackSettings(
+        enabled=enabled,
+        min_rows=h.integer("min_rows", lo=10),
+        z=h.number("z", lo=0.0),
+        min_drop=h.number("min_drop", lo=0.0),
+        history=h.integer("history", lo=2),
+    )
+
+
+def _freshness(fr: TableReader) -> FreshnessSettings:
     """[freshness]: data lag, file age, and how far in the future or past an event time may be."""
     return FreshnessSettings(
         max_data_lag_hours=fr.number("max_data_lag_hours", lo=0.0),
@@ -334,7 +291,7 @@ def _training(table: dict[str, Any], source: str) -> dict[str, Any]:
     return training
 
 
-def _webhook(al: _Reader) -> str:
+def _webhook(al: TableReader) -> str:
     """[alerts] webhook_url: empty, or an http(s) URL."""
     webhook = al.text("webhook_url", allow_empty=True)
     if webhook and not webhook.startswith(("http://", "https://")):
@@ -354,14 +311,14 @@ def _feature(name: str, spec: Any, source: str) -> Feature:
     check_identifier(name, f"[features.{name}]", source)
     if any(ch.isspace() or ch in LIGHTGBM_NAME_CHARS for ch in name):
         raise ConfigError(
-            _one_line(
+            one_line(
                 f"config {source}: [features.{name}] cannot be a feature name: LightGBM keeps no feature "
                 f"name holding whitespace or any of {' '.join(LIGHTGBM_NAME_CHARS)} (rename the column)"
             )
         )
     if not isinstance(spec, dict):
         raise ConfigError(f"config {source}: [features.{name}] must be a table with at least kind = ...")
-    f = _Reader(spec, f"features.{name}", source, known={"kind", "required", "min", "max", "categories"})
+    f = TableReader(spec, f"features.{name}", source, known={"kind", "required", "min", "max", "categories"})
     kind = f.text("kind")
     required = spec.get("required", False)
     if not isinstance(required, bool):

@@ -78,6 +78,7 @@ class GateSettings:
     bootstrap_resamples: int = 200
     secondary: dict[str, float] = field(default_factory=dict)
     holdout_max_rows: int = 250_000  # the gate compares on the newest this many holdout rows (0: all)
+    golden_tolerance: float = 0.05  # the golden set bounds catastrophic forgetting only: a larger tolerance
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,19 @@ class RetrainSettings:
     drift_psi: float = 0.2
     drift_min_rows: int = 2000
     drift_action: str = "report"  # report | retrain
+
+
+@dataclass(frozen=True)
+class HoldbackSettings:
+    """Per-batch evidence: a landed batch on which the champion does far worse than on the batches before
+    it is held back from training until the next batch confirms the shift or refutes it (see
+    ct_assets.core.monitoring.evidence)."""
+
+    enabled: bool = True
+    min_rows: int = 1000  # labelled rows a batch needs to be judged
+    z: float = 4.0  # a batch is suspect when its drop exceeds z times the champion's batch-to-batch spread...
+    min_drop: float = 0.05  # ... and this much of the primary metric
+    history: int = 8  # the champion's latest judged batches its reference is taken from
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ class Settings:
     source: str  # where the user's part came from ("defaults" or a file path)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
+    holdback: HoldbackSettings = field(default_factory=HoldbackSettings)
 
     @property
     def min_new_rows(self) -> int:

@@ -22,7 +22,7 @@ from ct_assets.store.sql import fetch_one, next_id
 from ct_assets.store.warehouse import connect_writer, transaction
 
 LOG = logging.getLogger("ct_assets.alerts")
-KINDS = ("block", "failure", "freshness")
+KINDS = ("block", "failure", "freshness", "data")
 FAILURE_REPEAT_HOURS = 24.0
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 

@@ -17,8 +17,14 @@ CT_RUN_TAG = "ct_assets/ct_run"  # the instance's run queue lets one run with th
 PID_TAG = "ct_assets/pid"  # the process executing the run (so a run left by a killed process is recovered)
 HOST_TAG = "ct_assets/host"
 
-# The assets of a CT run (golden_dataset is added in front when no golden set exists yet).
-CT_SELECTION = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
+# The assets of a CT run: the golden set is refreshed from the reserve first (when it moved).
+CT_SELECTION = [
+    "golden_dataset",
+    "training_dataset",
+    "challenger_model",
+    "validation_report",
+    "champion_model",
+]
 
 # Seconds; overrides both sensors' minimum intervals (tests, demos).
 SENSOR_INTERVAL_ENV = "CT_ASSETS_SENSOR_INTERVAL"

@@ -90,7 +90,6 @@ def retrain_tick(context: dg.SensorEvaluationContext, settings: SettingsResource
     except CtError as e:  # WarehouseBusy, WarehouseMissing among them
         return dg.SkipReason(f"skipped: {e}")
     decision = decide(inputs, s)
-    golden_missing = inputs.golden_missing
     cursor = _cursor(context)
     if not decision.should_run:
         return dg.SkipReason(decision.reason)
@@ -112,7 +111,7 @@ def retrain_tick(context: dg.SensorEvaluationContext, settings: SettingsResource
             }
         )
     )
-    selection = (["golden_dataset"] if golden_missing else []) + CT_SELECTION
+    selection = CT_SELECTION
     return dg.RunRequest(
         run_key=f"ct-batch-{decision.newest_batch_id}",
         asset_selection=[dg.AssetKey(k) for k in selection],

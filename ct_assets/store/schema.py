@@ -9,9 +9,10 @@ import duckdb
 
 from ct_assets.config.settings import Settings
 from ct_assets.errors import ConfigError, WarehouseMissing
+from ct_assets.store.hashing import key_hash_sql, row_hash_sql
 from ct_assets.store.sql import quote
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -50,13 +51,21 @@ def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
 
 _GOLDEN_VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS golden_versions (
             build_id BIGINT PRIMARY KEY, golden_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, rows BIGINT,
-            max_batch_id BIGINT, slice_counts VARCHAR, reason VARCHAR, run_id VARCHAR)"""
+            max_batch_id BIGINT, slice_counts VARCHAR, reason VARCHAR, run_id VARCHAR, window_start TIMESTAMP,
+            changes VARCHAR)"""
 
 
 def _ddl(settings: Settings) -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-        _rows_table_ddl("raw_deltas", settings, "_batch_id BIGINT NOT NULL, _row_hash UBIGINT NOT NULL"),
+        # _reserve: the row's key falls in the golden reserve (a stable hash bucket; never trained on).
+        # _content_hash: its event time and features, whatever its id (rows equal in content to a reserve
+        # row are never trained on either).
+        _rows_table_ddl(
+            "raw_deltas",
+            settings,
+            "_batch_id BIGINT NOT NULL, _row_hash UBIGINT NOT NULL, _reserve BOOLEAN, _content_hash UBIGINT",
+        ),
         """CREATE TABLE IF NOT EXISTS ingest_log (
             entry_id BIGINT PRIMARY KEY, logged_at TIMESTAMP NOT NULL, file_name VARCHAR NOT NULL,
             file_hash VARCHAR NOT NULL, file_bytes BIGINT, status VARCHAR NOT NULL, reason VARCHAR,
@@ -69,7 +78,8 @@ def _ddl(settings: Settings) -> list[str]:
             dataset_hash VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, max_batch_id BIGINT,
             window_start TIMESTAMP, newest_event_time TIMESTAMP, golden_hash VARCHAR,
             n_train BIGINT, n_holdout BIGINT, train_hash VARCHAR, holdout_hash VARCHAR,
-            holdout_start_time TIMESTAMP, rows_unlabelled BIGINT, run_id VARCHAR)""",
+            holdout_start_time TIMESTAMP, rows_unlabelled BIGINT, run_id VARCHAR, selection BIGINT,
+            excluded_batches VARCHAR, rows_reserved BIGINT, rows_same_content BIGINT, rows_held_back BIGINT)""",
         """CREATE TABLE IF NOT EXISTS models (
             version VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, dataset_hash VARCHAR,
             code_version VARCHAR, params VARCHAR, n_train BIGINT, n_holdout BIGINT,
@@ -88,6 +98,10 @@ def _ddl(settings: Settings) -> list[str]:
             from_batch BIGINT, to_batch BIGINT, rows_labelled BIGINT, metric VARCHAR, value DOUBLE,
             reference DOUBLE, decayed BOOLEAN, decay_reason VARCHAR, drift_max_psi DOUBLE,
             drifted_features VARCHAR, drift_rows BIGINT)""",
+        """CREATE TABLE IF NOT EXISTS batch_decisions (
+            decision_id BIGINT PRIMARY KEY, recorded_at TIMESTAMP NOT NULL, batch_id BIGINT NOT NULL,
+            status VARCHAR NOT NULL, champion_version VARCHAR, rows_labelled BIGINT, metric VARCHAR,
+            value DOUBLE, reference DOUBLE, spread DOUBLE, reason VARCHAR, actor VARCHAR, run_id VARCHAR)""",
         """CREATE TABLE IF NOT EXISTS alerts (
             alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
             cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,
@@ -98,6 +112,15 @@ def _ddl(settings: Settings) -> list[str]:
 # Upgrades of warehouses made by earlier versions, in order; each is idempotent.
 UPGRADES = [
     "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMP",
+    "ALTER TABLE raw_deltas ADD COLUMN IF NOT EXISTS _reserve BOOLEAN",
+    "ALTER TABLE raw_deltas ADD COLUMN IF NOT EXISTS _content_hash UBIGINT",
+    "ALTER TABLE golden_versions ADD COLUMN IF NOT EXISTS window_start TIMESTAMP",
+    "ALTER TABLE golden_versions ADD COLUMN IF NOT EXISTS changes VARCHAR",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS selection BIGINT",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS excluded_batches VARCHAR",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_reserved BIGINT",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_same_content BIGINT",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_held_back BIGINT",
 ]
 
 
@@ -115,7 +138,8 @@ def _upgrade_golden_versions(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE golden_versions RENAME TO golden_versions_v1")
     con.execute(_GOLDEN_VERSIONS_DDL)
     con.execute(
-        "INSERT INTO golden_versions SELECT row_number() OVER (ORDER BY created_at, golden_hash), golden_hash, "
+        "INSERT INTO golden_versions (build_id, golden_hash, created_at, rows, max_batch_id, slice_counts, reason, "
+        "run_id) SELECT row_number() OVER (ORDER BY created_at, golden_hash), golden_hash, "
         "created_at, rows, max_batch_id, slice_counts, reason, run_id FROM golden_versions_v1"
     )
     con.execute("DROP TABLE golden_versions_v1")
@@ -141,12 +165,51 @@ def check_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Create the tables that are missing, apply the upgrades, check the columns, stamp the version."""
-    for stmt in _ddl(settings) + UPGRADES:
+    for stmt in _ddl(settings):
         con.execute(stmt)
     _upgrade_golden_versions(con)
+    for stmt in UPGRADES:
+        con.execute(stmt)
     check_schema(con, settings)
+    _fill_reserve(con, settings)
     con.execute(
         "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [str(SCHEMA_VERSION)],
     )
     con.execute("INSERT INTO meta VALUES ('created_at', CAST(now() AS VARCHAR)) ON CONFLICT (key) DO NOTHING")
+
+
+def reserve_sql(settings: Settings, alias: str = "") -> str:
+    """Whether a row's key falls in the golden reserve: a stable hash bucket of its id (of its content
+    when rows have no id) holding [dataset] golden_fraction of all keys. Decided at ingest and stored."""
+    names = [n for n, _ in raw_delta_columns(settings)]
+    buckets = round(settings.dataset.golden_fraction * RESERVE_BUCKETS)
+    return f"({key_hash_sql(settings.columns.row_id, names, alias)} % {RESERVE_BUCKETS} < {buckets})"
+
+
+RESERVE_BUCKETS = 10_000
+
+
+def content_columns(settings: Settings) -> list[str]:
+    """The columns a row's content is compared on: its event time and features (not its id, nor its
+    label, which may arrive or change later)."""
+    return [settings.columns.event_time, *settings.feature_names]
+
+
+def _fill_reserve(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Rows stored before schema 4 get their reserve flag and content hash. Their reserve is exactly the
+    active golden set's rows (by key), the only rows no earlier model was allowed to train on; rows
+    ingested from now on fall in the reserve by the stable hash bucket."""
+    missing = con.execute("SELECT count(*) FROM raw_deltas WHERE _reserve IS NULL").fetchall()[0][0]
+    if not missing:
+        return
+    key = quote(settings.columns.row_id) if settings.columns.row_id else "_row_hash"
+    active = con.execute("SELECT golden_hash FROM golden_versions ORDER BY build_id DESC LIMIT 1").fetchall()
+    golden = active[0][0] if active else ""
+    con.execute(
+        f"""UPDATE raw_deltas SET
+              _reserve = {key} IN (SELECT {key} FROM golden_rows WHERE _golden_hash = ?),
+              _content_hash = {row_hash_sql(content_columns(settings))}
+            WHERE _reserve IS NULL""",
+        [golden],
+    )

@@ -1,11 +1,28 @@
-"""The golden set: frozen, stratified by slice, identified by its content hash, never trained on."""
+"""The golden set: representative of the history the training window covers, never trained on.
+
+Golden rows come from the golden reserve only: the rows whose key falls in a stable hash bucket holding
+[dataset] golden_fraction of all keys, decided at ingest (store.schema.reserve_sql), which no training
+set ever takes. A golden version is the reserve's labelled rows in the current training window (not in
+held-back batches, and not equal in content to any row outside the reserve, which a model may have
+trained on), sampled down to [dataset] golden_max_rows per period of the window (PERIODS equal spans
+of time) and slice cell, with every slice value raised to golden_min_rows_per_slice where the reserve
+has them. It is identified by its content hash.
+
+Each CT run refreshes it when the candidate differs from the active version in at least
+REFRESH_FRACTION of its rows, or the active one holds rows of a batch held back since (a ledger row
+`golden_refreshed` says what changed); `ct-assets golden rebuild --reason` forces a new version
+(`golden_rebuilt`). Champion and challenger are always compared on the same, active version. Versions'
+rows are kept (golden_rows), never deleted: older validations and `reproduce` name them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -13,13 +30,17 @@ import polars as pl
 from ct_assets.common.clock import utc_now
 from ct_assets.config.settings import Settings
 from ct_assets.core import registry
-from ct_assets.core.datasets.keys import key_order
+from ct_assets.core.datasets.keys import key_column, key_order
+from ct_assets.core.monitoring.evidence import held_batches
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import DataError
 from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, key_hash_sql
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.sql import fetch_one, fetch_value, next_id, quote
 from ct_assets.store.warehouse import transaction
+
+PERIODS = 12  # equal spans of the window's time the golden sample is stratified over
+REFRESH_FRACTION = 0.1  # share of changed rows (added or removed) that makes a new golden version
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,7 @@ class GoldenInfo:
     slice_counts: dict[str, dict[str, int]]
     created_at: datetime
     reused: bool = False
+    changes: dict[str, Any] = field(default_factory=dict)  # rows added and removed against the version before
 
 
 def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
@@ -43,16 +65,17 @@ def active_golden(con: duckdb.DuckDBPyConnection) -> GoldenInfo | None:
     return GoldenInfo(row[0], int(row[1]), int(row[2]), json.loads(row[3] or "{}"), row[4], reused=True)
 
 
-def golden_quotas(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """How many rows to take from each slice cell (one combination of slice values).
+def golden_quotas(cells: pl.DataFrame, settings: Settings, fraction: float = 1.0) -> pl.DataFrame:
+    """How many rows to take from each cell (one combination of period and slice values).
 
-    The golden fraction of each cell, scaled down to golden_max_rows, then raised so that every value
-    of every slice column gets at least golden_min_rows_per_slice rows (or all it has): coverage wins
-    over the cap. A value's deficit is spread over its cells in proportion to their spare rows.
+    `fraction` of each cell (all of the reserve by default), scaled down to golden_max_rows, then raised
+    so that every value of every slice column gets at least golden_min_rows_per_slice rows (or all it
+    has): coverage wins over the cap. A value's deficit is spread over its cells in proportion to their
+    spare rows.
     """
     ds = settings.dataset
     n = [int(x) for x in cells["n"].to_list()]
-    quota = [min(c, math.ceil(c * ds.golden_fraction)) for c in n]
+    quota = [min(c, math.ceil(c * fraction)) for c in n]
     total = sum(quota)
     if total > ds.golden_max_rows:
         factor = ds.golden_max_rows / total
@@ -83,40 +106,100 @@ def golden_quotas(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 
 def build_golden(
-    con: duckdb.DuckDBPyConnection, settings: Settings, *, reason: str, run_id: str, now: datetime
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    *,
+    reason: str,
+    run_id: str,
+    now: datetime,
+    excluded_batches: Sequence[int] = (),
 ) -> GoldenInfo:
-    """Select and freeze a new golden set from the labelled rows now in the warehouse (caller holds
-    the writer lock and a transaction). Rows are chosen per slice cell by a stable hash of their key."""
+    """Select and store a new golden version from the reserve (caller holds the writer lock and a
+    transaction). Rows are chosen per cell by a stable hash of their key."""
+    _pick(con, settings, excluded_batches)
+    try:
+        count, total, xor = fetch_one(con, f"SELECT {AGGREGATE_SQL} FROM golden_pick") or (0, 0, 0)
+        if not count:
+            raise DataError(
+                "cannot build the golden set: no labelled rows in the golden reserve of the training window yet "
+                "(the reserve holds [dataset] golden_fraction of all row keys; land more labelled rows)"
+            )
+        ghash = data_hash(count, total, xor)
+        return _record_version(con, settings, ghash, int(count), reason=reason, run_id=run_id, now=now)
+    finally:
+        con.execute("DROP TABLE IF EXISTS golden_pick")
+
+
+def _pick(con: duckdb.DuckDBPyConnection, settings: Settings, excluded_batches: Sequence[int]) -> None:
+    """The temp table golden_pick: the candidate golden rows (see the module docstring)."""
     cols = settings.columns
-    label = quote(cols.label)
-    slices = [quote(s) for s in cols.slices]
+    et, label = quote(cols.event_time), quote(cols.label)
     names = [n for n, _ in raw_delta_columns(settings)]
-    key_hash = key_hash_sql(cols.row_id, names)
-    part = ", ".join(slices) if slices else "NULL"
-    group = ", ".join(slices)
-    cells = con.sql(
-        f"SELECT {group + ', ' if group else ''}count(*) AS n FROM raw_deltas WHERE {label} IS NOT NULL"
-        + (f" GROUP BY {group} ORDER BY {group}" if group else "")
-    ).pl()
-    if cells.is_empty() or int(cells["n"].sum()) == 0:
+    max_batch = int(
+        fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
+    )
+    newest = fetch_value(
+        con, f"SELECT max({et}) FROM raw_deltas WHERE {label} IS NOT NULL AND _batch_id <= ?", [max_batch]
+    )
+    if newest is None:
         raise DataError("cannot build the golden set: the warehouse has no labelled rows yet")
-    quotas = golden_quotas(cells, settings)
+    window_start = newest - timedelta(days=settings.dataset.window_days)
+    held = (
+        f" AND r._batch_id NOT IN ({', '.join(str(int(b)) for b in excluded_batches)})"
+        if excluded_batches
+        else ""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE golden_eligible AS
+        SELECT r.* FROM raw_deltas r ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas
+            WHERE NOT _reserve AND _batch_id <= $max_batch) t ON r._content_hash = t._content_hash
+        WHERE r._reserve AND r.{label} IS NOT NULL AND r.{et} >= $window_start AND r._batch_id <= $max_batch{held}""",
+        {"max_batch": max_batch, "window_start": window_start},
+    )
+    span = fetch_one(con, f"SELECT min(epoch({et})), max(epoch({et})) FROM golden_eligible")
+    lo, hi = (float(span[0]), float(span[1])) if span and span[0] is not None else (0.0, 0.0)
+    width = max(hi - lo, 1e-9) / PERIODS
+    period = f"least({PERIODS - 1}, CAST(floor((epoch({et}) - {lo!r}) / {width!r}) AS BIGINT))"
+    parts = ["_period", *(quote(s) for s in cols.slices)]
+    group = ", ".join(parts)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE golden_cells AS SELECT *, {period} AS _period FROM golden_eligible"
+    )
+    cells = con.sql(f"SELECT {group}, count(*) AS n FROM golden_cells GROUP BY {group} ORDER BY {group}").pl()
+    quotas = golden_quotas(cells, settings) if cells.height else cells.with_columns(pl.lit(0).alias("quota"))
     con.register("golden_quota", quotas.to_arrow())
     try:
-        join = " AND ".join(f"r.{s} IS NOT DISTINCT FROM q.{s}" for s in slices) or "TRUE"
+        join = " AND ".join(f"r.{c} IS NOT DISTINCT FROM q.{c}" for c in parts)
         select_cols = ", ".join(f"r.{quote(n)}" for n in names)
+        key_hash = key_hash_sql(cols.row_id, names)
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE golden_pick AS
             SELECT {select_cols}, r._batch_id, r._row_hash FROM (
-                SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY {key_hash}, _row_hash) AS _rk
-                FROM raw_deltas WHERE {label} IS NOT NULL
+                SELECT *, row_number() OVER (PARTITION BY {group} ORDER BY {key_hash}, _row_hash) AS _rk
+                FROM golden_cells
             ) r JOIN golden_quota q ON {join}
             WHERE r._rk <= q.quota"""
         )
     finally:
         con.unregister("golden_quota")
-    count, total, xor = fetch_one(con, f"SELECT {AGGREGATE_SQL} FROM golden_pick") or (0, 0, 0)
-    ghash = data_hash(count, total, xor)
+        con.execute("DROP TABLE IF EXISTS golden_cells")
+        con.execute("DROP TABLE IF EXISTS golden_eligible")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE golden_window AS SELECT CAST(? AS TIMESTAMP) AS t", [window_start]
+    )
+
+
+def _record_version(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ghash: str,
+    count: int,
+    *,
+    reason: str,
+    run_id: str,
+    now: datetime,
+) -> GoldenInfo:
+    """Store golden_pick as version `ghash` (its rows once per hash) and make it the active one."""
     slice_counts = {
         s: {
             str(k): int(v)
@@ -124,28 +207,51 @@ def build_golden(
                 f"SELECT {quote(s)}, count(*) FROM golden_pick GROUP BY 1 ORDER BY 1"
             ).fetchall()
         }
-        for s in cols.slices
+        for s in settings.columns.slices
     }
     max_batch = int(fetch_value(con, "SELECT coalesce(max(_batch_id), 0) FROM golden_pick") or 0)
-    # Every build is a row of golden_versions (the newest is active); the rows of a hash are stored once.
+    changes = _changes(con, settings)
+    window_start = fetch_value(con, "SELECT t FROM golden_window")
     exists = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [ghash])
     if not exists:
         con.execute("INSERT INTO golden_rows SELECT *, ? FROM golden_pick", [ghash])
     con.execute(
-        "INSERT INTO golden_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO golden_versions (build_id, golden_hash, created_at, rows, max_batch_id, slice_counts, reason, "
+        "run_id, window_start, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             next_id(con, "golden_versions", "build_id"),
             ghash,
             now,
-            int(count),
+            count,
             max_batch,
             json.dumps(slice_counts),
             reason,
             run_id or None,
+            window_start,
+            json.dumps(changes),
         ],
     )
-    con.execute("DROP TABLE golden_pick")
-    return GoldenInfo(ghash, int(count), max_batch, slice_counts, now, reused=bool(exists))
+    return GoldenInfo(ghash, count, max_batch, slice_counts, now, reused=bool(exists), changes=changes)
+
+
+def _changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
+    """Rows of golden_pick added against the active version, rows of the active version removed, and how
+    many of those removed lie in batches held back since (compared by key)."""
+    active = active_golden(con)
+    if active is None:
+        n = int(fetch_value(con, "SELECT count(*) FROM golden_pick") or 0)
+        return {"previous": None, "rows_added": n, "rows_removed": 0}
+    key = key_column(settings)
+    row = fetch_one(
+        con,
+        f"""SELECT (SELECT count(*) FROM golden_pick p ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $g) a
+                    ON p.{key} = a.{key}),
+                   (SELECT count(*) FROM (SELECT {key} FROM golden_rows WHERE _golden_hash = $g) a
+                    ANTI JOIN golden_pick p ON p.{key} = a.{key})""",
+        {"g": active.golden_hash},
+    )
+    added, removed = (int(row[0]), int(row[1])) if row else (0, 0)
+    return {"previous": active.golden_hash, "rows_added": added, "rows_removed": removed}
 
 
 def read_golden(
@@ -162,26 +268,70 @@ def read_golden(
 
 
 def ensure_golden(s: Settings, *, rebuild: bool, reason: str, run_id: str) -> tuple[GoldenInfo, bool]:
-    """The active golden set: built on first use, rebuilt only on request (with a reason, recorded in
-    the ledger with the old and new hashes). Returns it and whether this call built it."""
+    """The golden version to compare on now: the active one, or a new one from the reserve when there is
+    none, when the reserve moved by REFRESH_FRACTION of its rows (or the active one holds rows of a
+    batch held back since), or on request (`rebuild`, with a reason). A new version that replaces
+    another gets a ledger row saying what changed. Returns the version and whether it is new."""
     if rebuild and not reason.strip():
         raise DataError("rebuilding the golden set needs a reason")
     now = utc_now()
     with writer_keeping_snapshot(s) as con, transaction(con):
         old = active_golden(con)
-        if old is not None and not rebuild:
-            return old, False
-        golden = build_golden(con, s, reason=reason or "first build", run_id=run_id, now=now)
+        excluded_batches = held_batches(con)
+        _pick(con, s, excluded_batches)
+        try:
+            count, total, xor = fetch_one(con, f"SELECT {AGGREGATE_SQL} FROM golden_pick") or (0, 0, 0)
+            if (
+                old is not None
+                and not rebuild
+                and not _material_change(con, s, old, int(count), excluded_batches)
+            ):
+                return old, False
+            if not count:
+                if old is not None:
+                    return old, False
+                raise DataError(
+                    "cannot build the golden set: no labelled rows in the golden reserve of the training window "
+                    "yet (the reserve holds [dataset] golden_fraction of all row keys; land more labelled rows)"
+                )
+            why = reason or ("first build" if old is None else "refreshed: the reserve moved")
+            golden = _record_version(
+                con, s, data_hash(count, total, xor), int(count), reason=why, run_id=run_id, now=now
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS golden_pick")
         if old is not None:
             registry.record(
                 con,
-                action="golden_rebuilt",
+                action="golden_rebuilt" if rebuild else "golden_refreshed",
                 version=None,
                 champion_after=registry.champion(con),
                 now=now,
                 data_hash=golden.golden_hash,
-                reason=reason,
-                metrics={"old_golden_hash": old.golden_hash, "new_golden_hash": golden.golden_hash},
+                reason=why,
+                metrics={
+                    "old_golden_hash": old.golden_hash,
+                    "new_golden_hash": golden.golden_hash,
+                    **golden.changes,
+                },
                 run_id=run_id,
             )
     return golden, True
+
+
+def _material_change(
+    con: duckdb.DuckDBPyConnection, s: Settings, old: GoldenInfo, count: int, excluded_batches: Sequence[int]
+) -> bool:
+    """Whether golden_pick differs from the active version enough to become the new one."""
+    changes = _changes(con, s)
+    changed = changes["rows_added"] + changes["rows_removed"]
+    if excluded_batches:
+        held = ", ".join(str(int(b)) for b in excluded_batches)
+        stale = fetch_value(
+            con,
+            f"SELECT count(*) FROM golden_rows WHERE _golden_hash = ? AND _batch_id IN ({held})",
+            [old.golden_hash],
+        )
+        if stale:
+            return True
+    return changed >= REFRESH_FRACTION * max(count, 1)

@@ -9,7 +9,7 @@ import duckdb
 from ct_assets.config.settings import Settings
 from ct_assets.core.datasets.keys import key_column
 from ct_assets.core.datasets.training import DatasetInfo, selection_sql
-from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.schema import content_columns
 from ct_assets.store.sql import fetch_value, quote
 
 
@@ -24,20 +24,21 @@ class GoldenOverlap:
 
 def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> GoldenOverlap:
     """Count the training data set's rows (train and holdout, as training reads them) that are golden rows:
-    the same key, or the same values in every column but the row id (a golden row landed again under a
-    new id would otherwise leak into training)."""
+    the same key, or the same content (event time and features) under another id, computed here from the
+    values themselves (not from the stored content hashes the selection uses), so that a wrong selection
+    is caught."""
     cols = settings.columns
     key = key_column(settings)
-    content = [quote(n) for n, _ in raw_delta_columns(settings) if n != cols.row_id]
+    content = [quote(n) for n in content_columns(settings)]
 
     def content_hash(alias: str) -> str:  # DuckDB's fast hash: only compared within this one query
         return "hash(" + ", ".join(f"{alias}.{c}" for c in content) + ")"
 
     et = quote(cols.event_time)
-    params = {"max_batch": ds.max_batch_id, "window_start": ds.window_start, "golden": ds.golden_hash}
+    params = {**ds.params(), "golden": ds.golden_hash}
     # Equal content means an equal event time, so only rows at a golden row's event time are hashed.
     # Each count is its own query: a CTE used twice in one query is materialized, all its columns.
-    matches = f"""WITH sel AS ({selection_sql(settings)}),
+    matches = f"""WITH sel AS ({selection_sql(settings, ds.selection, ds.excluded_batches)}),
                        g AS (SELECT * FROM golden_rows WHERE _golden_hash = $golden),
                        gh AS (SELECT DISTINCT g.{et} AS t, {content_hash("g")} AS h FROM g),
                        cand AS (SELECT sel.* FROM sel SEMI JOIN (SELECT DISTINCT t FROM gh) ge ON sel.{et} = ge.t)"""
@@ -70,12 +71,8 @@ def exploration_share(con: duckdb.DuckDBPyConnection, settings: Settings, ds: Da
     et = quote(settings.columns.event_time)
     value = fetch_value(
         con,
-        f"SELECT avg(CAST({quote(flag)} AS DOUBLE)) FROM ({selection_sql(settings)}) WHERE {et} < $boundary",
-        {
-            "max_batch": ds.max_batch_id,
-            "window_start": ds.window_start,
-            "golden": ds.golden_hash,
-            "boundary": ds.holdout_start_time,
-        },
+        f"SELECT avg(CAST({quote(flag)} AS DOUBLE)) FROM ({selection_sql(settings, ds.selection, ds.excluded_batches)}) "
+        f"WHERE {et} < $boundary",
+        {**ds.params(), "boundary": ds.holdout_start_time},
     )
     return float(value or 0.0)

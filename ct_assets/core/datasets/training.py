@@ -1,14 +1,22 @@
-"""The golden set (frozen, stratified, never trained on) and the training data set (a recorded selection).
+"""The training data set: a recorded selection over the append-only warehouse.
 
 A training data set is not a copy: `raw_deltas` is append-only, so a selection recorded as (newest
-batch, window start, holdout boundary, golden version) names the same rows forever. Its content hash
-(count, sum and XOR of the rows' hashes, for train and holdout) is its version. Rows are always read
-in one canonical total order (event time, then row id or row hash), because LightGBM can train a
-different model on the same rows in another order.
+batch, window start, holdout boundary, held-back batches, selection rule) names the same rows forever.
+Its content hash (count, sum and XOR of the rows' hashes, for train and holdout) is its version. Rows
+are always read in one canonical total order (event time, then row id or row hash), because LightGBM
+can train a different model on the same rows in another order.
+
+What the selection leaves out (selection rule 2, schema 4 on): rows in the golden reserve (a stable
+hash bucket of the row key, decided at ingest: golden sets are sampled from it, so no model ever trains
+on a row a golden set may hold), rows equal in content (event time and features) to a reserve row under
+another id, and the batches held back as suspect or excluded (core.monitoring.evidence). Rule 1 is
+the selection of data sets recorded before: every labelled row of the window but the golden set's keys.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +30,9 @@ from ct_assets.errors import DataError
 from ct_assets.store.hashing import combine, data_hash, row_hash_sql
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.sql import fetch_one, fetch_value, quote
+
+SELECTION_GOLDEN_KEYS = 1  # data sets recorded before schema 4
+SELECTION_RESERVE = 2
 
 
 @dataclass(frozen=True)
@@ -37,28 +48,38 @@ class DatasetInfo:
     train_hash: str
     holdout_hash: str
     rows_unlabelled: int
+    selection: int = SELECTION_GOLDEN_KEYS  # the rule that names its rows (see the module docstring)
+    excluded_batches: tuple[int, ...] = ()  # batches held back or excluded when it was defined
+    rows_reserved: int = 0  # labelled rows of the window left out: in the golden reserve
+    rows_same_content: int = 0  # ... equal in content to a reserve row under another id
+    rows_held_back: int = 0  # ... in held-back or excluded batches
 
     def to_json(self) -> dict:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        out["excluded_batches"] = list(self.excluded_batches)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> DatasetInfo:
         out = dict(data)
         for k in ("window_start", "newest_event_time", "holdout_start_time"):
             out[k] = datetime.fromisoformat(out[k])
+        out["excluded_batches"] = tuple(out.get("excluded_batches") or ())
         return cls(**out)
 
-
-# ---------------------------------------------------------------------------------------------- golden
-
-
-# ------------------------------------------------------------------------------------------- training
+    def params(self) -> dict:
+        """The selection's SQL parameters."""
+        return selection_params(self.selection, self.max_batch_id, self.window_start, self.golden_hash)
 
 
 def define_training_dataset(
-    con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    golden_hash: str,
+    excluded_batches: Sequence[int] = (),
 ) -> DatasetInfo:
-    """Record the current training window (labelled, golden rows excluded) and its time-ordered split."""
+    """The current training window (labelled rows, minus the reserve, rows equal in content to a reserve
+    row, and `excluded_batches`) and its time-ordered split into train and a recent holdout."""
     cols = settings.columns
     et, label = quote(cols.event_time), quote(cols.label)
     max_batch = int(
@@ -70,14 +91,15 @@ def define_training_dataset(
     if newest is None:
         raise DataError("no labelled rows in the warehouse yet: nothing to train on")
     window_start = newest - timedelta(days=settings.dataset.window_days)
-    base = selection_sql(settings)
-    params = {"max_batch": max_batch, "window_start": window_start, "golden": golden_hash}
+    excluded = tuple(sorted({int(b) for b in excluded_batches}))
+    base = selection_sql(settings, SELECTION_RESERVE, excluded)
+    params = selection_params(SELECTION_RESERVE, max_batch, window_start, golden_hash)
     n = int(fetch_value(con, f"SELECT count(*) FROM ({base})", params) or 0)
     n_holdout = max(1, round(n * settings.dataset.holdout_fraction))
     if n - n_holdout < settings.dataset.min_train_rows:
         raise DataError(
-            f"only {n} labelled non-golden rows in the training window ({n - n_holdout} for training); "
-            f"[dataset] min_train_rows is {settings.dataset.min_train_rows}"
+            f"only {n} labelled rows outside the golden reserve in the training window ({n - n_holdout} for "
+            f"training); [dataset] min_train_rows is {settings.dataset.min_train_rows}"
         )
     # The holdout starts at the event time below which the oldest (1 - fraction) of rows lie; rows
     # sharing that timestamp all go to the holdout, so the split is by time, never within an instant.
@@ -98,12 +120,7 @@ def define_training_dataset(
     n_hold, holdout_hash = int(agg[3]), data_hash(*agg[3:6])
     if n_train < settings.dataset.min_train_rows or n_hold == 0:
         raise DataError(f"the time-ordered split leaves {n_train} training and {n_hold} holdout rows")
-    unlabelled = int(
-        fetch_value(
-            con, f"SELECT count(*) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NULL", [max_batch]
-        )
-        or 0
-    )
+    left_out = _left_out(con, settings, max_batch, window_start, excluded)
     return DatasetInfo(
         dataset_hash=combine(train=train_hash, holdout=holdout_hash, golden=golden_hash),
         max_batch_id=max_batch,
@@ -115,20 +132,74 @@ def define_training_dataset(
         n_holdout=n_hold,
         train_hash=train_hash,
         holdout_hash=holdout_hash,
-        rows_unlabelled=unlabelled,
+        rows_unlabelled=left_out[0],
+        selection=SELECTION_RESERVE,
+        excluded_batches=excluded,
+        rows_reserved=left_out[1],
+        rows_same_content=left_out[2],
+        rows_held_back=left_out[3],
     )
 
 
-def selection_sql(settings: Settings) -> str:
-    """Rows of a training window; named parameters $max_batch, $window_start, $golden."""
+def _left_out(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    max_batch: int,
+    window_start: datetime,
+    excluded: tuple[int, ...],
+) -> tuple[int, int, int, int]:
+    """Rows of the window not trained on, by reason: unlabelled (any time), golden reserve, equal in
+    content to a reserve row, in a held-back batch (each labelled row counted under the first that applies)."""
+    et, label = quote(settings.columns.event_time), quote(settings.columns.label)
+    held = _batch_list(excluded)
+    row = fetch_one(
+        con,
+        f"""WITH r AS (SELECT DISTINCT _content_hash FROM raw_deltas WHERE _reserve AND _batch_id <= $max_batch)
+        SELECT count(*) FILTER (WHERE {label} IS NULL),
+               count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND _reserve),
+               count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND NOT _reserve
+                                AND _content_hash IN (SELECT _content_hash FROM r)),
+               count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND NOT _reserve
+                                AND _content_hash NOT IN (SELECT _content_hash FROM r) AND _batch_id IN {held})
+        FROM raw_deltas WHERE _batch_id <= $max_batch""",
+        {"max_batch": max_batch, "window_start": window_start},
+    )
+    assert row is not None
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
+
+
+def _batch_list(batches: Sequence[int]) -> str:
+    """A SQL list of batch ids (integers only), never empty."""
+    return "(" + ", ".join(str(int(b)) for b in batches) + ")" if batches else "(NULL)"
+
+
+def selection_params(selection: int, max_batch: int, window_start: datetime, golden_hash: str) -> dict:
+    params: dict = {"max_batch": max_batch, "window_start": window_start}
+    if selection == SELECTION_GOLDEN_KEYS:
+        params["golden"] = golden_hash
+    return params
+
+
+def selection_sql(
+    settings: Settings, selection: int = SELECTION_RESERVE, excluded_batches: Sequence[int] = ()
+) -> str:
+    """Rows of a training window under selection rule `selection`; named parameters $max_batch and
+    $window_start (and $golden for rule 1)."""
     cols = settings.columns
     et, label, key = quote(cols.event_time), quote(cols.label), key_column(settings)
-    # An anti join (rows whose key is not a golden key), not NOT EXISTS: DuckDB decorrelates that into a
-    # delim join that materializes and groups every row of the window, ~8x slower here.
+    window = f"d._batch_id <= $max_batch AND d.{label} IS NOT NULL AND d.{et} >= $window_start"
+    # Anti joins, not NOT EXISTS: DuckDB decorrelates that into a delim join that materializes and
+    # groups every row of the window, ~8x slower here.
+    if selection == SELECTION_GOLDEN_KEYS:
+        return (
+            f"SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $golden) g "
+            f"ON d.{key} = g.{key} WHERE {window}"
+        )
+    held = f" AND d._batch_id NOT IN {_batch_list(excluded_batches)}" if excluded_batches else ""
     return (
-        f"SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $golden) g "
-        f"ON d.{key} = g.{key} "
-        f"WHERE d._batch_id <= $max_batch AND d.{label} IS NOT NULL AND d.{et} >= $window_start"
+        "SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas "
+        "WHERE _reserve AND _batch_id <= $max_batch) r ON d._content_hash = r._content_hash "
+        f"WHERE {window} AND NOT d._reserve{held}"
     )
 
 
@@ -148,7 +219,10 @@ def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: s
     if exists:
         return False
     con.execute(
-        "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO dataset_versions (dataset_hash, created_at, max_batch_id, window_start, newest_event_time, "
+        "golden_hash, n_train, n_holdout, train_hash, holdout_hash, holdout_start_time, rows_unlabelled, run_id, "
+        "selection, excluded_batches, rows_reserved, rows_same_content, rows_held_back) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             ds.dataset_hash,
             now,
@@ -163,6 +237,11 @@ def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: s
             ds.holdout_start_time,
             ds.rows_unlabelled,
             run_id or None,
+            ds.selection,
+            json.dumps(list(ds.excluded_batches)),
+            ds.rows_reserved,
+            ds.rows_same_content,
+            ds.rows_held_back,
         ],
     )
     return True
@@ -172,7 +251,8 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
     row = fetch_one(
         con,
         "SELECT dataset_hash, max_batch_id, window_start, newest_event_time, holdout_start_time, golden_hash, "
-        "n_train, n_holdout, train_hash, holdout_hash, rows_unlabelled FROM dataset_versions WHERE dataset_hash = ?",
+        "n_train, n_holdout, train_hash, holdout_hash, rows_unlabelled, coalesce(selection, 1), excluded_batches, "
+        "rows_reserved, rows_same_content, rows_held_back FROM dataset_versions WHERE dataset_hash = ?",
         [dataset_hash],
     )
     if row is None:
@@ -189,6 +269,11 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
         train_hash=row[8],
         holdout_hash=row[9],
         rows_unlabelled=int(row[10]),
+        selection=int(row[11]),
+        excluded_batches=tuple(json.loads(row[12] or "[]")),
+        rows_reserved=int(row[13] or 0),
+        rows_same_content=int(row[14] or 0),
+        rows_held_back=int(row[15] or 0),
     )
 
 
@@ -225,18 +310,10 @@ def read_split(
     hash_expr = row_hash_sql(columns) if recompute_hashes else "_row_hash"
     cmp = "<" if part == "train" else ">="
     sql = (
-        f"SELECT {names}, {hash_expr} AS _row_hash FROM ({selection_sql(settings)}) WHERE {et} {cmp} $boundary "
-        f"ORDER BY {key_order(settings)}"
+        f"SELECT {names}, {hash_expr} AS _row_hash FROM ({selection_sql(settings, ds.selection, ds.excluded_batches)}) "
+        f"WHERE {et} {cmp} $boundary ORDER BY {key_order(settings)}"
     )
-    frame = con.sql(
-        sql,
-        params={
-            "max_batch": ds.max_batch_id,
-            "window_start": ds.window_start,
-            "golden": ds.golden_hash,
-            "boundary": ds.holdout_start_time,
-        },
-    ).pl()
+    frame = con.sql(sql, params={**ds.params(), "boundary": ds.holdout_start_time}).pl()
     expected_rows, expected_hash = (
         (ds.n_train, ds.train_hash) if part == "train" else (ds.n_holdout, ds.holdout_hash)
     )

@@ -8,6 +8,7 @@ score cache, `report` the HTML page and the markdown summary. The names below ar
 
 from ct_assets.core.gate.results import (
     FLOOR_CHECK,
+    GOLDEN,
     SANITY_CHECK,
     SECONDARY_CHECK,
     SLICE_CHECK,
@@ -22,6 +23,7 @@ from ct_assets.core.gate.slices import MIN_SLICE_CONFIDENCE, choose_slice_confid
 
 __all__ = [
     "FLOOR_CHECK",
+    "GOLDEN",
     "MIN_SLICE_CONFIDENCE",
     "SANITY_CHECK",
     "SECONDARY_CHECK",

@@ -43,7 +43,7 @@ def regression_outcome(set_name: str, c: Comparison, metric: str, tolerance: flo
 
 
 def slice_outcome(
-    comparisons: list[Comparison], failures: list[Comparison], metric: str, tolerance: float, note: str
+    comparisons: list[Comparison], failures: list[Comparison], metric: str, note: str
 ) -> CheckOutcome:
     insufficient = [c for c in comparisons if c.status == "insufficient"]
     tail = (
@@ -66,17 +66,25 @@ def slice_outcome(
         worst = min(failures, key=lambda c: c.low if c.low is not None else (c.delta or 0.0))
         names = ", ".join(f"{c.set} {c.slice}" for c in failures[:5])
         summary = (
-            f"{len(failures)} slice(s) not shown non-inferior within -{tolerance}: {names}; worst "
+            f"{len(failures)} slice(s) not shown non-inferior within {_tolerance_text(comparisons)}: {names}; worst "
             f"{worst.set} {worst.slice}: {metric} {fmt(worst.challenger)} vs {fmt(worst.champion)} "
             f"(change {fmt(worst.delta)}, lower bound {fmt(worst.low)}){tail}"
         )
     else:
-        gated = sum(1 for c in comparisons if c.slice != "overall" and c.status in ("ok", "no_champion"))
-        summary = f"{gated} slice comparisons within -{tolerance}{tail}"
+        compared = sum(1 for c in comparisons if c.slice != "overall" and c.status == "ok")
+        measured = sum(1 for c in comparisons if c.status == "no_champion" and c.slice != "overall")
+        if compared:
+            summary = f"{compared} slice comparisons within {_tolerance_text(comparisons)}{tail}. {note}"
+        elif measured:
+            summary = f"no champion yet: {measured} slices measured, none compared{tail}"
+        else:
+            summary = f"no slice compared (no slice with enough rows of both classes){tail}"
+    if failures:
+        summary += f". {note}"
     return CheckOutcome(
         SLICE_CHECK,
         not failures,
-        summary + f". {note}",
+        summary,
         [asdict(c) for c in comparisons if c.slice != "overall"],
     )
 
@@ -128,3 +136,12 @@ def name_forgetting(checks: dict[str, CheckOutcome], comparisons: list[Compariso
             "forgetting: better on the recent holdout "
             f"({holdout.delta:+.4f}) but worse on the golden set. " + checks[name].summary
         )
+
+
+def _tolerance_text(comparisons: list[Comparison]) -> str:
+    """The slice tolerance of each set, e.g. '-0.03 (holdout), -0.05 (golden)'."""
+    by_set = {c.set: c.tolerance for c in comparisons if c.slice != "overall"}
+    values = set(by_set.values())
+    if len(values) <= 1:
+        return f"-{next(iter(values))}" if values else "their tolerance"
+    return ", ".join(f"-{tol} ({name})" for name, tol in by_set.items())

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ct_assets.config import GateSettings
+
 SANITY_CHECK = "challenger_predictions_sane"
 
 
@@ -99,3 +101,14 @@ class GateResult:
 
 def fmt(x: float | None, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+GOLDEN = "golden"
+
+
+def tolerances(gate: GateSettings, set_name: str) -> tuple[float, float]:
+    """(overall, per-slice) tolerance on an evaluation set: the golden set bounds catastrophic forgetting
+    only ([gate] golden_tolerance); every other set is held to [gate] tolerance and slice_tolerance."""
+    if set_name == GOLDEN:
+        return gate.golden_tolerance, max(gate.slice_tolerance, gate.golden_tolerance)
+    return gate.tolerance, gate.slice_tolerance

@@ -34,6 +34,7 @@ from ct_assets.core.gate.results import (
     GateResult,
     fmt,
     regression_check,
+    tolerances,
 )
 from ct_assets.core.gate.secondary import bootstrap_requests, secondary_metrics
 from ct_assets.core.gate.slices import PendingSlice, judge_slices, slice_masks
@@ -63,7 +64,7 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     flips = {s.name: v.flips for s, v in zip(sets, verdicts, strict=True) if v.flips is not None}
     judged = judge_slices([p for v in verdicts for p in v.pending], settings)
     comparisons += judged.comparisons
-    checks[SLICE_CHECK] = slice_outcome(comparisons, judged.failures, metric, g.slice_tolerance, judged.note)
+    checks[SLICE_CHECK] = slice_outcome(comparisons, judged.failures, metric, judged.note)
     checks[FLOOR_CHECK] = _floor_outcome(sets, metrics, settings)
     checks[SANITY_CHECK] = _sanity_outcome(sets)
     checks[SECONDARY_CHECK] = secondary_outcome(secondary, settings)
@@ -106,6 +107,7 @@ def _evaluate_set(s: EvalSet, settings: Settings) -> _SetVerdicts:
     """Metrics of both models on one set, the overall comparison with its check, the slices too small
     to compare, and the paired differences of the others (judged across all sets afterwards)."""
     g, metric, thr = settings.gate, settings.primary_metric, settings.decision_threshold
+    tol, slice_tol = tolerances(g, s.name)
     metrics = {"challenger": _model_metrics(s.y, s.challenger, thr)}
     slices = slice_masks(s, g.min_slice_rows)
     boot: dict[str, np.ndarray] = {}
@@ -121,21 +123,21 @@ def _evaluate_set(s: EvalSet, settings: Settings) -> _SetVerdicts:
             len(s.y), bootstrap_requests(s, slices, metric, thr), resamples=g.bootstrap_resamples
         )
         secondary = secondary_metrics(s, boot, settings)
-    overall = _overall(s, metric, thr, boot.get("primary|overall"), ranked, settings)
+    overall = _overall(s, metric, thr, boot.get("primary|overall"), ranked, settings, tol)
     comparisons = [overall]
     pending = []
     for label, mask in slices:
         y = s.y[mask]
         n, pos = int(mask.sum()), int(y.sum())
         if n < g.min_slice_rows or pos == 0 or pos == n:
-            comparisons.append(Comparison(s.name, label, n, pos, math.nan, g.slice_tolerance, "insufficient"))
+            comparisons.append(Comparison(s.name, label, n, pos, math.nan, slice_tol, "insufficient"))
         elif s.champion is None:
             value = metric_value(metric, y, s.challenger[mask], thr)
-            comparisons.append(Comparison(s.name, label, n, pos, value, g.slice_tolerance, "no_champion"))
+            comparisons.append(Comparison(s.name, label, n, pos, value, slice_tol, "no_champion"))
         else:
             diff = paired_difference(metric, s, mask, thr, boot.get(f"primary|{label}"), ranked)
-            pending.append(PendingSlice(s, label, mask, diff))
-    regression = regression_outcome(s.name, overall, metric, g.tolerance)
+            pending.append(PendingSlice(s, label, mask, diff, slice_tol))
+    regression = regression_outcome(s.name, overall, metric, tol)
     return _SetVerdicts(metrics, comparisons, pending, secondary, flips, regression)
 
 
@@ -183,16 +185,17 @@ def _overall(
     boot: np.ndarray | None,
     ranked: stats.PairedScores | None,
     settings: Settings,
+    tolerance: float,
 ) -> Comparison:
     g = settings.gate
     rows, pos = len(s.y), int(np.sum(s.y))
     if s.champion is None:
         value = metric_value(metric, s.y, s.challenger, thr)
-        return Comparison(s.name, "overall", rows, pos, value, g.tolerance, "no_champion")
+        return Comparison(s.name, "overall", rows, pos, value, tolerance, "no_champion")
     d = paired_difference(metric, s, None, thr, boot, ranked)
     if math.isnan(d.delta):
         return Comparison(
-            s.name, "overall", rows, pos, d.challenger, g.tolerance, "insufficient", champion=d.champion
+            s.name, "overall", rows, pos, d.challenger, tolerance, "insufficient", champion=d.champion
         )
     low = high = None
     conf = None
@@ -205,8 +208,8 @@ def _overall(
         rows,
         pos,
         d.challenger,
-        g.tolerance,
-        status_of(d.delta, low, g.tolerance, g.rule),
+        tolerance,
+        status_of(d.delta, low, tolerance, g.rule),
         champion=d.champion,
         delta=d.delta,
         low=low,

@@ -18,17 +18,20 @@ MIN_SLICE_CONFIDENCE = 0.80
 
 
 def choose_slice_confidence(
-    ses: list[float], tolerance: float, false_block_rate: float, ceiling: float
+    ses: list[float], tolerance: float | list[float], false_block_rate: float, ceiling: float
 ) -> tuple[float, float]:
     """The highest one-sided confidence in [MIN_SLICE_CONFIDENCE, ceiling] at which a challenger exactly
     as good as the champion is blocked in at most `false_block_rate` of cycles across these slices.
-    Returns (confidence, expected false-block rate at it)."""
+    Returns (confidence, expected false-block rate at it). `tolerance` is one for all slices, or one
+    per slice (the golden set's slices are held to a larger one)."""
 
     spread = np.asarray(ses, dtype=np.float64)
-    spread = spread[spread > 0]  # a zero-width interval never blocks
+    tol = np.broadcast_to(np.asarray(tolerance, dtype=np.float64), spread.shape)
+    keep = spread > 0  # a zero-width interval never blocks
+    spread, tol = spread[keep], tol[keep]
 
     def rate(z: float) -> float:  # chance that at least one slice blocks, slices taken as independent
-        return float(1.0 - np.prod(1.0 - norm.cdf(z - tolerance / spread)))
+        return float(1.0 - np.prod(1.0 - norm.cdf(z - tol / spread)))
 
     lo, hi = z_value(MIN_SLICE_CONFIDENCE), z_value(ceiling)
     if not ses or rate(hi) <= false_block_rate:
@@ -52,6 +55,7 @@ class PendingSlice:
     label: str
     mask: np.ndarray
     diff: PairedDiff
+    tolerance: float  # its set's slice tolerance
 
 
 @dataclass
@@ -79,13 +83,16 @@ def judge_slices(pending: list[PendingSlice], settings: Settings) -> SliceJudgem
         powered = [
             bool(
                 p.diff.se is not None
-                and (p.diff.se == 0 or norm.cdf(z_floor - g.slice_tolerance / p.diff.se) <= budget)
+                and (p.diff.se == 0 or norm.cdf(z_floor - p.tolerance / p.diff.se) <= budget)
             )
             for p in pending
         ]
-        ses = [p.diff.se for p, ok in zip(pending, powered, strict=True) if ok and p.diff.se is not None]
+        gated = [p for p, ok in zip(pending, powered, strict=True) if ok and p.diff.se is not None]
         slice_conf, expected = choose_slice_confidence(
-            ses, g.slice_tolerance, g.false_block_rate, g.confidence
+            [p.diff.se for p in gated if p.diff.se is not None],
+            [p.tolerance for p in gated],
+            g.false_block_rate,
+            g.confidence,
         )
         note = _confidence_note(slice_conf, expected, sum(powered), len(pending) - sum(powered), settings)
     elif pending:
@@ -108,7 +115,7 @@ def _confidence_note(conf: float, expected: float, powered: int, weak: int, sett
     )
     if weak:
         note += (
-            f"; {weak} slice(s) too noisy to show non-inferiority within -{g.slice_tolerance} "
+            f"; {weak} slice(s) too noisy to show non-inferiority within their tolerance "
             "(underpowered): they block only when clearly worse (upper bound below -tolerance)"
         )
     return note
@@ -125,16 +132,16 @@ def _slice_comparison(
     if math.isnan(d.delta):
         status = "insufficient"
     elif powered is not None and not powered:
-        status = "regression" if high is not None and high < -g.slice_tolerance else "underpowered"
+        status = "regression" if high is not None and high < -p.tolerance else "underpowered"
     else:
-        status = status_of(d.delta, low, g.slice_tolerance, g.rule)
+        status = status_of(d.delta, low, p.tolerance, g.rule)
     return Comparison(
         p.set.name,
         p.label,
         int(p.mask.sum()),
         int(p.set.y[p.mask].sum()),
         d.challenger,
-        g.slice_tolerance,
+        p.tolerance,
         status,
         champion=d.champion,
         delta=None if math.isnan(d.delta) else d.delta,

@@ -36,7 +36,7 @@ from ct_assets.core.ingest.quality import Outcome, first_failure, merge_outcomes
 from ct_assets.core.ingest.reader import StoreError, UnreadableDelta, read_chunks, to_stored
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
-from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store.schema import content_columns, raw_delta_columns, reserve_sql
 from ct_assets.store.sql import fetch_one, next_id, quote
 from ct_assets.store.warehouse import connect_writer, file_lock, transaction
 
@@ -250,8 +250,9 @@ def _append(
         con.register("delta_frame", stored.to_arrow())
         try:
             con.execute(
-                f"INSERT INTO raw_deltas ({col_list}, _batch_id, _row_hash) "
-                f"SELECT {col_sql}, CAST(? AS BIGINT), {row_hash_sql(cols, 'd')} FROM delta_frame d",
+                f"INSERT INTO raw_deltas ({col_list}, _batch_id, _row_hash, _reserve, _content_hash) "
+                f"SELECT {col_sql}, CAST(? AS BIGINT), {row_hash_sql(cols, 'd')}, {reserve_sql(settings, 'd')}, "
+                f"{row_hash_sql(content_columns(settings), 'd')} FROM delta_frame d",
                 [batch_id],
             )
         finally:

@@ -44,25 +44,56 @@ def training_budget(s: Settings, run_seconds_left: float) -> tuple[float, str]:
 
 @dataclass
 class Challenger:
-    """A trained, saved and registered challenger."""
+    """A trained, saved and registered challenger (or the champion itself, when nothing it was trained
+    from has changed: then no model is trained and `reused` is True)."""
 
     version: str
     folder: Path
     card: dict[str, Any]
-    trained: lgbm.TrainedModel
+    booster: Any
+    params: dict[str, Any]
+    train_seconds: float
     seconds: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
 
     def importance(self) -> list[dict[str, Any]]:
         """Each feature's share of the total gain, largest first."""
-        gains = self.trained.booster.feature_importance(importance_type="gain")
+        gains = self.booster.feature_importance(importance_type="gain")
         total = float(gains.sum()) or 1.0
         return sorted(
             (
                 {"feature": n, "gain_share": round(float(g) / total, 4)}
-                for n, g in zip(self.trained.booster.feature_name(), gains, strict=True)
+                for n, g in zip(self.booster.feature_name(), gains, strict=True)
             ),
             key=lambda r: -r["gain_share"],
         )
+
+
+def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
+    """The champion, when training now would only make its exact copy: the same data set (content
+    hash), LightGBM parameters, features, exploration weight and code version."""
+    with connect_writer(s) as con:
+        champion = registry.champion(con)
+        rec = registry.model(con, champion) if champion else None
+    if rec is None or rec.dataset_hash != ds.dataset_hash or rec.params != dict(s.training):
+        return None
+    if rec.code_version != lgbm.code_version():
+        return None
+    loaded = lgbm.load_version(s.paths.models, rec.version)
+    weight = s.dataset.exploration_weight if s.columns.exploration else None
+    if [f["name"] for f in loaded.features] != s.feature_names or loaded.card.get(
+        "exploration_weight"
+    ) != weight:
+        return None
+    return Challenger(
+        rec.version,
+        loaded.path.parent,
+        loaded.card,
+        loaded.booster,
+        rec.params,
+        rec.train_seconds,
+        reused=True,
+    )
 
 
 def train_challenger(
@@ -98,7 +129,7 @@ def train_challenger(
     }
     version, folder, card = _save_and_register(s, ds, trained, card_extra, run_id)
     watch.lap("save and register")
-    return Challenger(version, folder, card, trained, watch.seconds)
+    return Challenger(version, folder, card, trained.booster, trained.params, trained.seconds, watch.seconds)
 
 
 def _save_and_register(

@@ -15,8 +15,9 @@ import numpy as np
 
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.core import registry
+from ct_assets.core import alerts, registry
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.monitoring import evidence
 from ct_assets.core.monitoring.signals import Decay, FeatureDrift, decay, drift
 from ct_assets.core.triggers.decision import champion_watermark
 from ct_assets.core.triggers.freshness import fresh_rows
@@ -37,14 +38,16 @@ class ChampionScore:
     decay: Decay | None = None
     drifts: list[FeatureDrift] = field(default_factory=list)
     history: list[tuple[Any, ...]] = field(default_factory=list)  # newest first
+    decisions: list[evidence.Decision] = field(default_factory=list)  # batches judged by this scoring
 
     @property
     def drifted(self) -> list[str]:
         return [d.feature for d in self.drifts if d.drifted]
 
 
-def score_champion(s: Settings) -> ChampionScore:
-    """Score the champion on the rows ingested after its training watermark and record the verdict.
+def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> ChampionScore:
+    """Score the champion on the rows ingested after its training watermark, record the verdict, and
+    judge each newly landed batch (core.monitoring.evidence): a suspect batch is held back from training.
 
     A champion that cannot be loaded is reported, not raised: it must not fail the ingest run, nor
     block its own replacement."""
@@ -52,8 +55,9 @@ def score_champion(s: Settings) -> ChampionScore:
         champion, watermark, _ = champion_watermark(con)
         if champion is None:
             return ChampionScore(None, "nothing to score")
-        frame, newest_batch = fresh_rows(con, s, watermark)
+        frame, newest_batch = fresh_rows(con, s, watermark, with_batch_ids=True)
         validation = registry.latest_validation(con, champion)
+        judged = evidence.judged_batch_ids(con)
     try:
         loaded = lgbm.load_version(s.paths.models, champion)
     except CtError as e:
@@ -63,24 +67,78 @@ def score_champion(s: Settings) -> ChampionScore:
     if validation:
         reference = validation["summary"].get("holdout", {}).get("challenger", {}).get(s.primary_metric)
     scores = loaded.predict(labelled) if labelled.height else np.array([])
-    dec = decay(s, lgbm.labels(labelled, s), scores, reference)
+    y = lgbm.labels(labelled, s)
+    dec = decay(s, y, scores, reference)
     profile = loaded.card.get("profile")
-    drifts = drift(profile, frame, s) if profile else []
+    drifts = drift(profile, frame.drop("_batch_id"), s) if profile else []
     out = ChampionScore(champion, "", dec, drifts)
-    out.history = _record(s, out, watermark, newest_batch, frame.height)
+    batch_scores = _batch_scores(s, labelled["_batch_id"].to_numpy(), y, scores, judged)
+    out.history, out.decisions = _record(
+        s, out, watermark, newest_batch, frame.height, batch_scores, reference, run_id
+    )
+    _alert(s, out.decisions, logger)
     return out
 
 
-def _record(s: Settings, score: ChampionScore, watermark: int, newest_batch: int, rows: int) -> list[tuple]:
-    """One champion_scores row (the retrain sensor's decay and drift inputs); returns the recent history."""
+def _batch_scores(
+    s: Settings, batch_ids: np.ndarray, y: np.ndarray, scores: np.ndarray, judged: set[int]
+) -> list[evidence.BatchScore]:
+    """The champion's metric on each batch not judged yet."""
+    out = []
+    for b in sorted(set(batch_ids.tolist()) - judged):
+        mask = batch_ids == b
+        out.append(evidence.score_batch(s, int(b), y[mask], scores[mask]))
+    return out
+
+
+def _alert(s: Settings, decisions: list[evidence.Decision], logger: Any) -> None:
+    """One `data` alert per batch held back, and per batch excluded when its successor refuted it."""
+    now = utc_now()
+    for d in decisions:
+        if d.status == "suspect":
+            alerts.raise_alert(
+                s,
+                kind="data",
+                cause=f"holdback:{d.batch_id}",
+                now=now,
+                logger=logger,
+                message=f"batch {d.batch_id} held back from training as suspect: {d.reason}",
+                details={"batch_id": d.batch_id, "champion": d.champion},
+            )
+        elif d.status == "refuted":
+            alerts.raise_alert(
+                s,
+                kind="data",
+                cause=f"excluded:{d.batch_id}",
+                now=now,
+                logger=logger,
+                message=f"batch {d.batch_id} excluded from training: {d.reason}; "
+                f"`ct-assets batch release {d.batch_id} --reason ...` lets it back in",
+                details={"batch_id": d.batch_id, "champion": d.champion},
+            )
+
+
+def _record(
+    s: Settings,
+    score: ChampionScore,
+    watermark: int,
+    newest_batch: int,
+    rows: int,
+    batch_scores: list[evidence.BatchScore],
+    validation_value: float | None,
+    run_id: str,
+) -> tuple[list[tuple], list[evidence.Decision]]:
+    """One champion_scores row (the retrain sensor's decay and drift inputs) and the batch decisions, in
+    one transaction (a refuted batch also gets a ledger row); returns the recent history and the decisions."""
     dec = score.decay
     assert dec is not None
+    now = utc_now()
     with writer_keeping_snapshot(s) as con, transaction(con):
         con.execute(
             "INSERT INTO champion_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 next_id(con, "champion_scores", "score_id"),
-                utc_now(),
+                now,
                 score.champion,
                 watermark,
                 newest_batch,
@@ -95,8 +153,24 @@ def _record(s: Settings, score: ChampionScore, watermark: int, newest_batch: int
                 rows,
             ],
         )
-        return con.execute(
+        decisions = evidence.judge(con, s, score.champion, validation_value, batch_scores)
+        for d in decisions:
+            evidence.record(con, d, metric=s.primary_metric, now=now, run_id=run_id or None)
+            if d.status == "refuted":
+                registry.record(
+                    con,
+                    action="batch_excluded",
+                    version=None,
+                    champion_after=registry.champion(con),
+                    now=now,
+                    reason=d.reason,
+                    metrics={"batch_id": d.batch_id, "value": d.value, "reference": d.reference},
+                    run_id=run_id or None,
+                    who="ct-assets",
+                )
+        history = con.execute(
             "SELECT scored_at, to_batch, rows_labelled, value, reference, decayed, drift_max_psi "
             f"FROM champion_scores WHERE champion_version = ? ORDER BY score_id DESC LIMIT {HISTORY_ROWS}",
             [score.champion],
         ).fetchall()
+    return history, decisions

@@ -1,6 +1,7 @@
 """The model registry: trained models, validations, and the append-only ledger that names the champion.
 
-Every decision is one ledger row (blocked, promoted, approved, rejected, rolled_back, golden_rebuilt)
+Every decision is one ledger row (blocked, promoted, approved, rejected, rolled_back; and about data:
+golden_rebuilt, golden_refreshed, batch_excluded, batch_released)
 carrying the champion before and after it, so the champion at any past time is the `champion_after`
 of the last row recorded at or before that time. Rows are only ever inserted.
 """
@@ -19,6 +20,9 @@ import duckdb
 from ct_assets.store.sql import fetch_one, fetch_value, next_id
 
 CHAMPION_ACTIONS = ("promoted", "approved", "rolled_back")
+# Decisions on a challenger or the champion; the other ledger rows are about data (golden_rebuilt,
+# golden_refreshed, batch_excluded, batch_released).
+VERDICT_ACTIONS = ("blocked", "promoted", "approved", "rejected", "rolled_back")
 
 
 def actor() -> str:
@@ -180,7 +184,7 @@ def last_verdict(con: duckdb.DuckDBPyConnection) -> LedgerEntry | None:
     """The newest gate decision (blocked / promoted / approved / rejected / rolled_back)."""
     row = fetch_one(
         con,
-        f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE action <> 'golden_rebuilt' "
+        f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE action IN {VERDICT_ACTIONS!r} "
         "ORDER BY entry_id DESC LIMIT 1",
     )
     return _entry(row) if row else None

@@ -72,7 +72,6 @@ class TriggerInputs:
     champion_created_at: datetime | None
     recent_model_times: list[datetime]  # created_at of the newest models, newest first (cooldown, cap)
     score: dict | None  # the champion's latest score on fresh rows (decay and drift)
-    golden_missing: bool
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -90,7 +89,6 @@ class TriggerInputs:
             champion_created_at=_parse(data["champion_created_at"]),
             recent_model_times=[t for t in map(_parse, data["recent_model_times"]) if t is not None],
             score=data["score"],
-            golden_missing=bool(data["golden_missing"]),
         )
 
 
@@ -140,8 +138,7 @@ def read_trigger_inputs(con: duckdb.DuckDBPyConnection) -> TriggerInputs:
             "SELECT created_at FROM models ORDER BY created_at DESC LIMIT ?", [RECENT_MODELS]
         ).fetchall()
     ]
-    golden_missing = fetch_one(con, "SELECT 1 FROM golden_versions LIMIT 1") is None
-    return TriggerInputs(champ, watermark, rows_since, newest, created, times, score, golden_missing)
+    return TriggerInputs(champ, watermark, rows_since, newest, created, times, score)
 
 
 def retrain_decision(

@@ -18,7 +18,7 @@ FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of
 
 
 def fresh_rows(
-    con: duckdb.DuckDBPyConnection, settings: Settings, watermark: int
+    con: duckdb.DuckDBPyConnection, settings: Settings, watermark: int, *, with_batch_ids: bool = False
 ) -> tuple[pl.DataFrame, int]:
     """The rows ingested after the champion's watermark (at most FRESH_ROWS_LIMIT, the newest), and the
     newest batch id among them."""
@@ -29,7 +29,7 @@ def fresh_rows(
         params=[watermark, FRESH_ROWS_LIMIT],
     ).pl()
     newest = int(frame["_batch_id"].max() or watermark) if frame.height else watermark
-    return frame.drop("_batch_id"), newest
+    return (frame if with_batch_ids else frame.drop("_batch_id")), newest
 
 
 @dataclass(frozen=True)

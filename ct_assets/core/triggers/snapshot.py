@@ -27,7 +27,7 @@ from ct_assets.store.warehouse import connect_reader, connect_writer
 SNAPSHOT_NAME = "trigger_inputs.json"
 
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: no golden_missing (every CT run refreshes the golden set)
 
 
 def snapshot_path(settings: Settings) -> Path:

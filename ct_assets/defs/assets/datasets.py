@@ -28,10 +28,12 @@ class GoldenConfig(dg.Config):
 def golden_dataset(
     context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource
 ) -> dg.Output:
-    """Frozen, representative evaluation rows: a stable-hash sample stratified by slice so every slice
-    is covered, identified by its content hash, never trained on. Built once; rebuilt only on request."""
+    """Evaluation rows representative of the history the training window covers, drawn from the golden
+    reserve (a stable hash bucket of row keys that no training set ever takes), stratified by period and
+    slice, identified by its content hash. Refreshed by each CT run when the reserve moved by a tenth of
+    its rows (a ledger row says what changed); rebuilt on request."""
     tag_run_worker(context)
-    golden, _ = ensure_golden(
+    golden, built = ensure_golden(
         settings.load(), rebuild=config.rebuild, reason=config.reason, run_id=context.run_id
     )
     slice_rows = [
@@ -45,7 +47,11 @@ def golden_dataset(
         metadata={
             "golden_hash": golden.golden_hash,
             "dagster/row_count": golden.rows,
-            "state": "frozen (reused)" if golden.reused and not config.rebuild else "built",
+            "state": "refreshed"
+            if built and golden.changes.get("previous")
+            else ("built" if built else "kept"),
+            "rows_added": golden.changes.get("rows_added", 0),
+            "rows_removed": golden.changes.get("rows_removed", 0),
             "built_at": str(golden.created_at),
             "from_batches_up_to": golden.max_batch_id,
             "slices": table(slice_rows, ["slice", "rows"]),
@@ -55,8 +61,9 @@ def golden_dataset(
 
 TRAINING_CHECKS = {
     "training_dataset_fresh": "The newest row in the training window is younger than [freshness] max_data_lag_hours.",
-    "training_dataset_excludes_golden": "No golden row is in the training data set, by key or by content (a golden "
-    "row landed again under a new id). Blocking: training stops if one is.",
+    "training_dataset_excludes_golden": "No golden row is in the training data set, by key or by content (event "
+    "time and features, under another id), checked on the materialized rows. The selection leaves the golden "
+    "reserve and its content out, so this fails only if the selection is wrong. Blocking: training stops.",
     "training_dataset_exploration_share": "Rows collected under the randomised policy are at least [dataset] "
     "exploration_target of the training rows (a warning: too few of them feeds the model its own decisions).",
 }
@@ -104,6 +111,10 @@ def _dataset_metadata(sel: TrainingSelection) -> dict:
         "rows_train": ds.n_train,
         "rows_holdout": ds.n_holdout,
         "rows_unlabelled_skipped": ds.rows_unlabelled,
+        "rows_left_out_golden_reserve": ds.rows_reserved,
+        "rows_left_out_same_content_as_reserve": ds.rows_same_content,
+        "rows_left_out_held_back": ds.rows_held_back,
+        "held_back_batches": ", ".join(map(str, ds.excluded_batches)) or "none",
         "window_start": str(ds.window_start),
         "holdout_starts_at": str(ds.holdout_start_time),
         "newest_event_time": str(ds.newest_event_time),
