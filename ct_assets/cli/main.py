@@ -45,13 +45,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ct_assets.tools.simulator import SimulationOptions, simulate
+    from ct_assets.tools.simulator import SimulationOptions, parse_drift, simulate
 
     opts = SimulationOptions(
         batches=args.batches,
         rows=args.rows,
         seed=args.seed,
-        drift=args.drift,
+        drift=parse_drift(args.drift),
         label_noise=args.label_noise,
         unlabelled=args.unlabelled,
         drift_slice=args.drift_slice,

@@ -40,7 +40,15 @@ def _add_simulate(sub: Any) -> None:
     sim.add_argument("--rows", type=int, required=True)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
-        "--drift", type=float, default=0.0, help="feature and concept drift, 0 (none) to 1 (strong)"
+        "--drift",
+        default="0",
+        metavar="STRENGTH|MODE",
+        help="a number: the same shift of features and concept in every batch, 0 (none) to 1 (strong); "
+        "a word: a drift mode along the stream's batch numbers (batch 1 is the stream's first delta, "
+        "counted across calls): seasonal (the label's relation to the features turns full circle every "
+        "12 batches, the positive rate swings with it), sudden (the relation changes for good from batch "
+        "12), gradual (the features shift a little every batch, the relation stays), poison (60%% of "
+        "batch 12's labels flipped, every other batch clean), none",
     )
     sim.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
     sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
