@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_golden,
         _add_export,
         _add_demo,
+        _add_backtest,
     ):
         add(sub)
     return p
@@ -134,3 +135,31 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between landed deltas")
     demo.add_argument("--rows", type=int, default=4000, help="rows per landed delta")
     demo.add_argument("--batches", type=int, default=0, help="stop feeding after this many deltas (0: never)")
+
+
+def _add_backtest(sub: Any) -> None:
+    bt = sub.add_parser(
+        "backtest",
+        help="replay delta files through the loop in a scratch warehouse; the served model beside baselines",
+    )
+    bt.add_argument(
+        "deltas_dir",
+        metavar="DELTAS_DIR",
+        help="folder of delta files (*.parquet, *.csv), replayed in name order",
+    )
+    bt.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (progress and logs go to stderr)"
+    )
+    bt.add_argument(
+        "--every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the every-N-steps baseline retrains every N steps (default 3)",
+    )
+    bt.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="keep the scratch warehouse, instance and models in DIR (new or empty); default: a temporary folder",
+    )
