@@ -60,15 +60,15 @@ class Progress:
     def starting(self, step: int, name: str) -> None:
         """Say that the cycle of `step` (1-based) starts: only redrawn on a terminal."""
         if self.tty:
-            self._draw(f"backtest {self._bar(step - 1)} {step}/{self.total} {name}: running{self._eta()}")
+            self._draw(f"backtest {self._bar(step - 1)} {step}/{self.total} running{self._eta()}: {name}")
 
     def finished(self, record: StepRecord) -> None:
-        """Say what the cycle of a step decided."""
+        """Say what the cycle of a step decided (the file name last: a narrow terminal cuts it first)."""
         self.done = record.step
         what = record.verdict + (f" {record.challenger}" if record.challenger else "")
         text = (
-            f"backtest {self._bar(record.step)} {record.step}/{self.total} {record.file}: {what}; "
-            f"champion {record.champion or 'none'} ({record.seconds:.1f} s){self._eta()}"
+            f"backtest {self._bar(record.step)} {record.step}/{self.total} {what}, champion "
+            f"{record.champion or 'none'} ({record.seconds:.1f} s){self._eta()}: {record.file}"
         )
         if self.tty:
             self._draw(text)

@@ -400,7 +400,8 @@ def test_progress_redraws_one_line_on_a_terminal_and_writes_a_line_per_step_othe
     p.close()
     lines = plain.getvalue().splitlines()
     assert len(lines) == 3 and "\r" not in plain.getvalue()
-    assert lines[-1].startswith("backtest [" + "#" * 24 + "] 3/3 d3.csv: promoted v3")
+    assert lines[-1].startswith("backtest [" + "#" * 24 + "] 3/3 promoted v3, champion v1 (1.5 s)")
+    assert lines[-1].endswith(": d3.csv")
     tty = io.StringIO()
     p = Progress(tty, 3, tty=True)
     for k in (1, 2, 3):
