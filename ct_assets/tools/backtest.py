@@ -72,10 +72,13 @@ def delta_files(deltas_dir: Path) -> list[Path]:
 
 def scratch_config(settings: Settings, root: Path) -> dict[str, Any]:
     """The effective configuration with every [paths] entry pointed into `root`: the same columns,
-    thresholds, gate and training parameters, on a warehouse and folders of its own."""
+    thresholds, gate and training parameters, on a warehouse and folders of its own. Alerts stay in
+    the scratch warehouse: the webhook is blanked, so a replayed block never pages anyone."""
     raw = copy.deepcopy(settings.raw)
     keys = set(raw.get("paths", {})) | {f.name for f in fields(Paths)}
     raw["paths"] = {k: str(root / (WAREHOUSE_FILE if k == "warehouse" else k)) for k in sorted(keys)}
+    if "webhook_url" in raw.get("alerts", {}):
+        raw["alerts"]["webhook_url"] = ""
     return raw
 
 

@@ -350,19 +350,15 @@ def test_delta_files_are_the_ready_ones_in_name_order(tmp_path: Path) -> None:
 
 
 def test_scratch_config_moves_every_path_and_keeps_the_rest(make_settings: Any, tmp_path: Path) -> None:
-    s = make_settings(**small())
+    s = make_settings(**small(), alerts={"webhook_url": "https://hooks.example.invalid/ops"})
     raw = scratch_config(s, tmp_path / "scratch")
-    assert set(raw["paths"]) >= {
-        "warehouse",
-        "landing",
-        "quarantine",
-        "archive",
-        "models",
-        "reports",
-        "state",
-    }
+    paths = {"warehouse", "landing", "quarantine", "archive", "models", "reports", "state"}
+    assert set(raw["paths"]) >= paths
     assert all(Path(v).is_relative_to(tmp_path / "scratch") for v in raw["paths"].values())
-    assert {k: v for k, v in raw.items() if k != "paths"} == {k: v for k, v in s.raw.items() if k != "paths"}
+    assert raw["alerts"]["webhook_url"] == ""  # a replayed block pages no one
+    assert s.raw["alerts"]["webhook_url"]  # the user's settings are left as they are
+    same = {k: v for k, v in s.raw.items() if k not in ("paths", "alerts")}
+    assert {k: v for k, v in raw.items() if k not in ("paths", "alerts")} == same
     (tmp_path / "scratch.toml").write_text(tomli_w.dumps(raw))
     moved = load_settings(tmp_path / "scratch.toml")
     assert moved.paths.warehouse == tmp_path / "scratch" / "warehouse.duckdb"
