@@ -1,4 +1,4 @@
-"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, export, demo."""
+"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, export, demo, backtest."""
 
 import argparse
 import json
@@ -221,6 +221,29 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ct_assets.commands.backtest import run_backtest
+    from ct_assets.commands.runs import stdout_to_stderr
+    from ct_assets.tools.backtest_report import format_table
+
+    settings = _settings()
+    with stdout_to_stderr():  # stdout is kept for the table or the one JSON line
+        bt, meta = run_backtest(
+            settings,
+            Path(args.deltas_dir),
+            every=args.every,
+            workdir=Path(args.workdir) if args.workdir else None,
+        )
+    if args.json:
+        _print_json({**bt.to_json(), **meta})
+        return 0
+    print(format_table(bt))
+    print(f"html: {meta['html']}")
+    return 0
+
+
 COMMANDS = {
     "init": cmd_init,
     "config": cmd_config,
@@ -234,6 +257,7 @@ COMMANDS = {
     "batch": cmd_batch,
     "export": cmd_export,
     "demo": cmd_demo,
+    "backtest": cmd_backtest,
 }
 
 

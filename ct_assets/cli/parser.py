@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_batch,
         _add_export,
         _add_demo,
+        _add_backtest,
     ):
         add(sub)
     return p
@@ -159,3 +160,31 @@ def _add_batch(sub: Any) -> None:
         b = bsub.add_parser(name, help=text)
         b.add_argument("batch_id", type=int)
         b.add_argument("--reason", required=True)
+
+
+def _add_backtest(sub: Any) -> None:
+    bt = sub.add_parser(
+        "backtest",
+        help="replay delta files through the loop in a scratch warehouse; the served model beside baselines",
+    )
+    bt.add_argument(
+        "deltas_dir",
+        metavar="DELTAS_DIR",
+        help="folder of delta files (*.parquet, *.csv), replayed in name order",
+    )
+    bt.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (progress and logs go to stderr)"
+    )
+    bt.add_argument(
+        "--every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the every-N-steps baseline retrains every N steps (default 3)",
+    )
+    bt.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="keep the scratch warehouse, instance and models in DIR (new or empty); default: a temporary folder",
+    )
