@@ -4,12 +4,9 @@ the same cause while it is open."""
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import dagster as dg
@@ -21,57 +18,20 @@ from ct_assets.defs.resources import SettingsResource
 from ct_assets.defs.sensors import run_failure_alert_sensor
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import WEAK, run, small
+from ct_assets_tests.helpers.config import WEAK, small
+from ct_assets_tests.helpers.runs import run
+from ct_assets_tests.helpers.servers import Webhook, webhook_server
 
 ALERT_COLUMNS = ("alert_id", "raised_at", "kind", "cause", "message", "details", "delivered", "resolved_at")
 
 
-@dataclass
-class Webhook:
-    """A local HTTP server that records every request it gets."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-    def posts(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["method"] == "POST"]
-
-
 @pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    """A local webhook receiver; proxies unset, so that the POST reaches 127.0.0.1 directly."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)  # the POST must reach 127.0.0.1 directly
-    seen: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _record(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            seen.append(
-                {"method": method, "path": self.path, "headers": dict(self.headers.items()), "body": body}
-            )
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def do_POST(self) -> None:
-            self._record("POST")
-
-        def do_GET(self) -> None:
-            self._record("GET")
-
-        def log_message(self, *args: Any) -> None:  # keep the test output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Webhook(f"http://127.0.0.1:{server.server_address[1]}/hooks/ct", seen)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        monkeypatch.delenv(var, raising=False)
+    with webhook_server() as hook:
+        yield hook
 
 
 def alert_rows(settings: Settings) -> list[dict[str, Any]]:

@@ -12,62 +12,16 @@ import polars as pl
 import pytest
 
 from ct_assets.config import Settings
-from ct_assets.core import registry
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import WEAK, run, small
+from ct_assets_tests.helpers.config import WEAK, small
+from ct_assets_tests.helpers.runs import BLOCKING_CHECKS as BLOCKING
+from ct_assets_tests.helpers.runs import GX_CHECKS, error_chain, materialized, metadata, run
+from ct_assets_tests.helpers.runs import check_evaluations as check_results
+from ct_assets_tests.helpers.warehouse import champion, ledger
 
-GX_CHECKS = [
-    "raw_deltas_schema_valid",
-    "raw_deltas_required_not_null",
-    "raw_deltas_values_valid",
-    "raw_deltas_row_ids_unique",
-]
-BLOCKING = [
-    "challenger_no_regression_golden",
-    "challenger_no_regression_holdout",
-    "challenger_no_slice_regression",
-    "challenger_above_floor",
-    "challenger_predictions_sane",
-]
 CT_ASSETS = {"golden_dataset", "training_dataset", "challenger_model", "validation_report", "champion_model"}
 CARD_FIELDS = {"params", "seed", "data_hash", "code_version", "features", "rows", "training_seconds"}
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
-
-
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
-def check_results(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    return {
-        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(asset)
-    }
-
-
-def error_chain(result: dg.ExecuteInProcessResult, step: str) -> list[tuple[str, str]]:
-    """(class name, message) of a failed step's error and its causes."""
-    (failure,) = [f for f in result.get_step_failure_events() if f.step_key == step]
-    chain = []
-    err = failure.step_failure_data.error
-    while err is not None:
-        chain.append((err.cls_name, err.message))
-        err = err.cause
-    return chain
-
-
-def ledger(settings: Settings) -> list[registry.LedgerEntry]:
-    with connect_reader(settings) as con:
-        return registry.ledger(con)
-
-
-def champion(settings: Settings) -> str | None:
-    with connect_reader(settings) as con:
-        return registry.champion(con)
 
 
 @pytest.fixture

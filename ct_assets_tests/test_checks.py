@@ -19,16 +19,13 @@ from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings, load_settings
 from ct_assets.core import gate, registry
 from ct_assets.core.ingest.ingest import ingest_landed_files
-from ct_assets.store.warehouse import connect_reader, init_warehouse
+from ct_assets.store.warehouse import init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import WEAK, run, small
+from ct_assets_tests.helpers.config import WEAK, small
+from ct_assets_tests.helpers.runs import GX_CHECKS, run
+from ct_assets_tests.helpers.runs import check_evaluations as evaluations
+from ct_assets_tests.helpers.warehouse import champion, ledger
 
-GX_CHECKS = [
-    "raw_deltas_schema_valid",
-    "raw_deltas_required_not_null",
-    "raw_deltas_values_valid",
-    "raw_deltas_row_ids_unique",
-]
 REG_GOLDEN = "challenger_no_regression_golden"
 REG_HOLDOUT = "challenger_no_regression_holdout"
 SLICE = "challenger_no_slice_regression"
@@ -37,24 +34,12 @@ SANE = "challenger_predictions_sane"
 BLOCKING = [REG_GOLDEN, REG_HOLDOUT, SLICE, FLOOR, SANE]
 
 
-def evaluations(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    return {
-        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(asset)
-    }
-
-
 def records(value: Any) -> list[dict[str, Any]]:
     return [r.data for r in value.records]
 
 
-def champion(settings: Settings) -> str | None:
-    with connect_reader(settings) as con:
-        return registry.champion(con)
-
-
 def newest_ledger_entry(settings: Settings) -> registry.LedgerEntry:
-    with connect_reader(settings) as con:
-        return registry.ledger(con, limit=1)[0]
+    return ledger(settings, limit=1)[0]
 
 
 # ------------------------------------------------------------------------------ raw_deltas (GX checks)

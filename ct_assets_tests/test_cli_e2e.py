@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,9 +11,11 @@ import polars as pl
 import pytest
 import tomli_w
 
+from ct_assets_tests.helpers.cli import cli, error_line, ok, one_json
+from ct_assets_tests.helpers.config import CHECKOUT
+
 pytestmark = pytest.mark.slow
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 CYCLE_TIMEOUT = 300  # seconds: one ingest plus one CT run on 60k rows takes about 30 s here
 COMMAND_TIMEOUT = 120
 REGRESSION_CHECKS = {"challenger_no_regression_golden", "challenger_no_regression_holdout"}
@@ -32,24 +30,6 @@ CONCURRENT_NOISE = (
 )
 
 
-def ct_assets() -> str:
-    """The console script installed beside the interpreter running the tests."""
-    bin_dir = str(Path(sys.executable).parent)
-    found = shutil.which("ct-assets", path=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
-    assert found, f"ct-assets is not installed in {bin_dir}"
-    return found
-
-
-def cli_env(project: Path, config: Path | None = None) -> dict[str, str]:
-    """The environment of every command: no CT_ASSETS_* variable except the config a test names."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["DAGSTER_HOME"] = str(project / "dagster_home")
-    if config is not None:
-        env["CT_ASSETS_CONFIG"] = str(config)
-    return env
-
-
 def run(
     project: Path,
     *args: str,
@@ -57,32 +37,8 @@ def run(
     config: Path | None = None,
     timeout: int = COMMAND_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ct_assets(), *args],
-        cwd=cwd or project,
-        env=cli_env(project, config),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert proc.returncode == 0, (
-        f"{' '.join(proc.args[1:])} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    return proc
-
-
-def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """stdout must hold exactly one JSON object on one line (logs belong on stderr)."""
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line of JSON on stdout, got {len(lines)}:\n{proc.stdout[-2000:]}"
-    data = json.loads(lines[0])
-    assert isinstance(data, dict), lines[0]
-    return data
+    """`ct-assets ARGS` with no config but the one a test names (the project fixture exports none)."""
+    return cli(project, *args, cwd=cwd, config=config, timeout=timeout)
 
 
 def status(project: Path) -> dict[str, Any]:
@@ -91,20 +47,6 @@ def status(project: Path) -> dict[str, Any]:
 
 def registry_list(project: Path) -> dict[str, Any]:
     return one_json(ok(run(project, "registry", "list", "--json")))
-
-
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """A refused command: non-zero exit, no traceback, exactly one `ct-assets: error:` line (any other
-    stderr line is a ct-assets log line, not a second copy of a Python error)."""
-    where = f"{' '.join(proc.args[1:])}: rc={proc.returncode}\nstdout: {proc.stdout[-1000:]}\nstderr: {proc.stderr[-2000:]}"
-    assert proc.returncode != 0, where
-    assert "Traceback" not in proc.stderr + proc.stdout, where
-    lines = proc.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("ct-assets: error:")]
-    assert len(errors) == 1, where
-    assert all(line.startswith("ct-assets:") for line in lines), where
-    assert len(errors[0]) > len("ct-assets: error: "), where
-    return errors[0]
 
 
 def checkout_state() -> set[str]:

@@ -1,4 +1,4 @@
-"""Crashes: the real `ct-assets` process is killed with SIGKILL at named points (ct_assets.lib.failpoints),
+"""Crashes: the real `ct-assets` process is killed with SIGKILL at named points (ct_assets.common.failpoints),
 then the same command is run again without the failpoint. The rerun must finish promptly (nothing the
 dead process held blocks it: file locks die with their process, a Dagster run it left STARTED is marked
 failed), and the warehouse, the models folder, the ledger and the Dagster instance must tell one
@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,11 +37,11 @@ from ct_assets.common import failpoints
 from ct_assets.config import Settings, load_settings
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.definitions import defs
-from ct_assets.defs.resources import SettingsResource
 from ct_assets.store.warehouse import init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.conftest import write_config
-from ct_assets_tests.helpers import small
+from ct_assets_tests.helpers.cli import cli, ok
+from ct_assets_tests.helpers.config import small, write_config
+from ct_assets_tests.helpers.runs import tick as tick_sensor
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +61,6 @@ retrain_sensor = defs.get_sensor_def("retrain_sensor")
 
 
 # ----------------------------------------------------------------------------------------- plumbing
-
-
-def ct_assets() -> str:
-    bin_dir = str(Path(sys.executable).parent)
-    found = shutil.which("ct-assets", path=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
-    assert found, f"ct-assets is not installed in {bin_dir}"
-    return found
 
 
 @dataclass
@@ -99,35 +91,20 @@ class Project:
     def landing(self) -> Path:
         return self.data / "landing"
 
-    def env(self, failpoint: str | None = None, config: Path | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env["DAGSTER_HOME"] = str(self.home)
-        env["CT_ASSETS_CONFIG"] = str(config or self.config)
-        if failpoint:
-            env[failpoints.ENV] = failpoint
-        return env
-
     def run(
         self, *args: str, failpoint: str | None = None, config: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [ct_assets(), *args],
-            cwd=self.root,
-            env=self.env(failpoint, config),
-            capture_output=True,
-            text=True,
+        return cli(
+            self.root,
+            *args,
+            config=config or self.config,
+            home=self.home,
+            extra_env={failpoints.ENV: failpoint} if failpoint else None,
             timeout=COMMAND_TIMEOUT,
-            check=False,
         )
 
     def ok(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-        proc = self.run(*args, config=config)
-        assert proc.returncode == 0, (
-            f"{args}: rc={proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-        )
-        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-        return proc
+        return ok(self.run(*args, config=config))
 
     def killed(
         self, *args: str, failpoint: str, config: Path | None = None
@@ -343,7 +320,7 @@ def assert_recovered(p: Project, proc: subprocess.CompletedProcess[str] | None, 
 def tick(p: Project, sensor: dg.SensorDefinition) -> Any:
     """Evaluate a sensor once in this process, on the project, as the daemon would."""
     with inside(p), p.instance() as inst:
-        return sensor(dg.build_sensor_context(instance=inst, resources={"settings": SettingsResource()}))
+        return tick_sensor(sensor, inst)[0]
 
 
 # ---------------------------------------------------------------------------------------- the cases
@@ -519,15 +496,13 @@ def test_only_runs_of_dead_processes_are_recovered(warehouse: Settings, instance
     try:
         tags = {runs.PID_TAG: str(sleeper.pid), runs.HOST_TAG: socket.gethostname()}
         held = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED, tags=tags)
-        context = dg.build_sensor_context(instance=instance, resources={"settings": SettingsResource()})
-        waiting = landing_sensor(context)
+        waiting, _ = tick_sensor(landing_sensor, instance)
         assert isinstance(waiting, dg.SkipReason) and "in flight" in (waiting.skip_message or "")
         assert status(instance, held.run_id) == dg.DagsterRunStatus.STARTED
     finally:
         sleeper.kill()
         sleeper.wait()
-    context = dg.build_sensor_context(instance=instance, resources={"settings": SettingsResource()})
-    assert isinstance(landing_sensor(context), dg.RunRequest)
+    assert isinstance(tick_sensor(landing_sensor, instance)[0], dg.RunRequest)
     assert status(instance, held.run_id) == dg.DagsterRunStatus.FAILURE
     assert runs.recover_dead_runs(instance) == []  # nothing left to recover
     other = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)

@@ -4,9 +4,6 @@ warning check below the target, and exploration rows up-weighted in training."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,9 @@ from ct_assets.core.modeling import model as lgbm
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.reproduce import reproduce
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import check, metadata, run
 
 FLAG = "explored"
 TARGET = 0.2
@@ -33,16 +32,6 @@ def exploring(**override: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for name, values in override.items():
         tables[name] = {**tables.get(name, {}), **values}
     return tables
-
-
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
-def check(result: dg.ExecuteInProcessResult, name: str) -> Any:
-    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
-    return evaluation
 
 
 @pytest.mark.parametrize(("share", "passes"), [(0.05, False), (0.3, True)])
@@ -126,17 +115,7 @@ def test_simulate_exploration_without_a_configured_column_is_refused_in_one_line
     make_settings: Callable[..., Settings], project: Path
 ) -> None:
     settings = make_settings(**small())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["CT_ASSETS_CONFIG"] = str(settings.source)
-    script = Path(sys.executable).parent / "ct-assets"
-    proc = subprocess.run(
-        [str(script), "simulate", "--batches", "1", "--rows", "10", "--exploration", "0.1"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli(project, "simulate", "--batches", "1", "--rows", "10", "--exploration", "0.1", timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""

@@ -9,7 +9,7 @@ import pytest
 
 from ct_assets.config import Settings
 from ct_assets.core import monitoring
-from ct_assets_tests.test_model_and_gate import churn_frame
+from ct_assets_tests.helpers.data import churn_frame
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 1001, 54_321])

@@ -13,7 +13,9 @@ from ct_assets.config import Settings
 from ct_assets.core import gate, registry
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import run
+from ct_assets_tests.helpers.warehouse import champion
 
 GOLDEN = gate.regression_check("golden")
 HOLDOUT = gate.regression_check("holdout")
@@ -90,11 +92,6 @@ def first_champion(
     first = ct(instance, settings)
     assert (first.version, first.verdict) == ("v0001", "promoted")
     return settings, first
-
-
-def champion(settings: Settings) -> str | None:
-    with connect_reader(settings) as con:
-        return registry.champion(con)
 
 
 # ------------------------------------------------------------------------------------------ scenarios

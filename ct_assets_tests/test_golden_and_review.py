@@ -2,9 +2,6 @@
 the command line (the champion at a past time, a rollback that scores its target on the golden set)."""
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,48 +20,12 @@ from ct_assets.core.modeling.model import labels, load_version
 from ct_assets.store.schema import SCHEMA_VERSION, raw_delta_columns
 from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli, error_line, ok, one_json
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import check, materialized, run
+from ct_assets_tests.helpers.warehouse import ledger
 
 EXCLUDES_GOLDEN = "training_dataset_excludes_golden"
-
-
-def cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The console script in the temporary project, on the config and instance the test uses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["CT_ASSETS_CONFIG"] = os.environ["CT_ASSETS_CONFIG"]
-    env["DAGSTER_HOME"] = os.environ["DAGSTER_HOME"]
-    script = Path(sys.executable).parent / "ct-assets"
-    return subprocess.run(
-        [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=180
-    )
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"rc={proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-2000:]}"
-    assert "Traceback" not in proc.stderr
-    return proc.stdout
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("ct-assets: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
-
-
-def ledger(settings: Settings) -> list[registry.LedgerEntry]:
-    with connect_reader(settings) as con:
-        return registry.ledger(con)
-
-
-def check(result: dg.ExecuteInProcessResult, name: str) -> Any:
-    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
-    return evaluation
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
 
 
 @pytest.fixture
@@ -105,7 +66,7 @@ def test_golden_rebuild_from_the_command_line_is_recorded_in_the_ledger(
 
     # ...until someone rebuilds it, with a reason.
     reason = "regions were re-drawn in March"
-    out = ok(cli(project, "golden", "rebuild", "--reason", reason))
+    out = ok(cli(project, "golden", "rebuild", "--reason", reason)).stdout
     with connect_reader(promoted) as con:
         new = active_golden(con)
         assert new is not None
@@ -133,7 +94,7 @@ def test_golden_rebuild_from_the_command_line_is_recorded_in_the_ledger(
 
 
 def test_golden_rebuild_needs_a_reason(promoted: Settings, project: Path) -> None:
-    line = one_error_line(cli(project, "golden", "rebuild", "--reason", "  "))
+    line = error_line(cli(project, "golden", "rebuild", "--reason", "  "))
     assert "reason" in line
     missing = cli(project, "golden", "rebuild")
     assert missing.returncode != 0 and "--reason" in missing.stderr
@@ -222,9 +183,7 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
 
 
 def listing(project: Path, *args: str) -> dict[str, Any]:
-    out = ok(cli(project, "registry", "list", "--json", *args))
-    (line,) = [x for x in out.splitlines() if x.strip()]
-    return json.loads(line)
+    return one_json(ok(cli(project, "registry", "list", "--json", *args)))
 
 
 @pytest.mark.slow
@@ -246,7 +205,7 @@ def test_champion_at_a_past_time_and_a_rollback_scored_on_the_golden_set(
     assert listing(project, "--at", between)["champion_at"] == "v0001"
     now = listing(project, "--at", datetime.utcnow().isoformat())
     assert now["champion_at"] == now["champion_version"] == "v0002"
-    assert "not an ISO 8601 time" in one_error_line(cli(project, "registry", "list", "--at", "yesterday-ish"))
+    assert "not an ISO 8601 time" in error_line(cli(project, "registry", "list", "--at", "yesterday-ish"))
 
     # Rollback (back to v0001): the target is loaded and scored on the golden set before the re-pointing.
     rolled = run(
@@ -282,7 +241,7 @@ def test_champion_at_a_past_time_and_a_rollback_scored_on_the_golden_set(
     # A target that cannot be loaded is refused before anything changes.
     model = settings.paths.models / "v0002" / "model.txt"
     model.write_text(model.read_text() + "\n")
-    refused = one_error_line(cli(project, "registry", "rollback", "--to", "v0002", "--reason", "try"))
+    refused = error_line(cli(project, "registry", "rollback", "--to", "v0002", "--reason", "try"))
     assert "v0002" in refused
     assert ledger(settings)[0].entry_id == entry.entry_id
     with connect_reader(settings) as con:

@@ -3,58 +3,40 @@ at a time, and run monitoring cancelling a daemon-launched CT run over its dagst
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
 
 from ct_assets.commands.runs import failure_message
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.core import registry
 from ct_assets.core.datasets.golden import build_golden
 from ct_assets.core.ingest.ingest import ingest_landed_files
-from ct_assets.defs.instance import create_instance_storage
-from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction, writer_lock
+from ct_assets.store.warehouse import connect_writer, init_warehouse, transaction, writer_lock
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import descendants, run, small
-
-CT_STEPS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
-
+from ct_assets_tests.helpers.cli import cli
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import CT_STEPS, failed_steps, materialized, run
+from ct_assets_tests.helpers.servers import (
+    BIN,
+    daemon,
+    server_env,
+    shipped_instance_config,
+    write_instance_config,
+)
+from ct_assets_tests.helpers.warehouse import models_state
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events() if m.asset_key}
-
-
-def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [f.step_key for f in result.get_step_failure_events() if f.step_key]
-
-
-def models_state(settings: Settings) -> tuple[str | None, list[str], list[str]]:
-    """(champion, registered versions, folders in the models folder, hidden ones included)."""
-    with connect_reader(settings) as con:
-        champ = registry.champion(con)
-        versions = registry.model_versions(con)
-    folders = (
-        sorted(p.name for p in settings.paths.models.iterdir()) if settings.paths.models.exists() else []
-    )
-    return champ, versions, folders
 
 
 @pytest.fixture
@@ -69,16 +51,6 @@ def champion_v1(make_settings: Callable[..., Settings], instance: dg.DagsterInst
     assert run(instance, "ingest_job").success
     assert models_state(settings) == ("v0001", ["v0001"], ["v0001"])
     return settings
-
-
-def cli(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["CT_ASSETS_CONFIG"] = os.environ["CT_ASSETS_CONFIG"]
-    env["DAGSTER_HOME"] = os.environ["DAGSTER_HOME"]
-    script = Path(sys.executable).parent / "ct-assets"
-    return subprocess.run(
-        [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 # ------------------------------------------------------------------------------------ training budget
@@ -199,7 +171,7 @@ def test_the_wall_clock_guard_reason_is_named_when_it_cuts_training_short(
 
 TRAIN_AND_RECORD = """
 import json, os, sys, time
-from ct_assets.lib import model as lgbm
+from ct_assets.core.modeling import model as lgbm
 
 spans, real_train = sys.argv[1], lgbm.train
 
@@ -212,7 +184,7 @@ def timed_train(*args, **kwargs):
             f.write(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}) + "\\n")
 
 lgbm.train = timed_train
-from ct_assets.cli.runs import run_job
+from ct_assets.commands.runs import run_job
 
 result = run_job("ct_job", asset_selection=["training_dataset", "challenger_model"])
 print(json.dumps({"success": result.success, "run_id": result.run_id}))
@@ -264,7 +236,7 @@ def test_the_shipped_instance_config_monitors_runs_and_lets_one_ct_run_at_a_time
     from ct_assets.defs.constants import CT_RUN_TAG
     from ct_assets.defs.jobs import ct_job
 
-    shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    shipped = shipped_instance_config()
     assert shipped["run_monitoring"]["enabled"] is True
     assert {"key": CT_RUN_TAG, "limit": 1} in shipped["run_queue"]["tag_concurrency_limits"]
     # Every CT run carries the tag the queue limits. The max runtime run monitoring enforces is set by the
@@ -272,31 +244,6 @@ def test_the_shipped_instance_config_monitors_runs_and_lets_one_ct_run_at_a_time
     # in-process `cycle` run is not marked failed by run monitoring while its process goes on.
     assert ct_job.tags[CT_RUN_TAG] == "true"
     assert "dagster/max_runtime" not in ct_job.tags
-
-
-WORKSPACE = """load_from:
-  - python_module:
-      module_name: ct_assets.definitions
-      location_name: ct_assets
-"""
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    """Stop the daemon and everything it started (code server, run workers), by their ids."""
-    family = [proc.pid, *descendants(proc.pid)]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in family:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            continue
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in family[1:]):
-            time.sleep(0.2)
-        if sig == signal.SIGTERM and not any(Path(f"/proc/{p}").exists() for p in family[1:]):
-            return
 
 
 def wait_until_over(inst: dg.DagsterInstance, run_id: str, log: Path) -> tuple[dg.DagsterRun, list[Any]]:
@@ -329,35 +276,16 @@ def test_a_daemon_launched_ct_run_over_its_max_runtime_is_cancelled_by_run_monit
 
     # The instance config ct_assets ships, polled every second instead of every 30.
     home = project / "daemon_home"
-    home.mkdir()
-    shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    shipped = shipped_instance_config()
     assert shipped["run_monitoring"]["enabled"] is True
     shipped["run_monitoring"]["poll_interval_seconds"] = 1
-    (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
-    create_instance_storage(home)  # before the daemon and the launch, which would race to create it
-    (project / "workspace.yaml").write_text(WORKSPACE)
-    (project / "tmp").mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "CT_ASSETS_CONFIG": str(settings.source),
-        "TMPDIR": str(project / "tmp"),  # the code server's socket stays inside the test's folder
-    }
-    bin_dir = Path(sys.executable).parent
+    write_instance_config(home, shipped)
+    env = server_env(project, home, settings.source)
     run_id = str(uuid.uuid4())
-    with (project / "daemon.log").open("w") as log:
-        daemon = subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with daemon(project, env):
         launch = subprocess.run(
             [
-                str(bin_dir / "dagster"),
+                str(BIN / "dagster"),
                 *("job", "launch", "-j", "ct_job", "-w", "workspace.yaml"),
                 *("--tags", json.dumps({"dagster/max_runtime": "3"}), "--run-id", run_id),
             ],
@@ -386,6 +314,4 @@ def test_a_daemon_launched_ct_run_over_its_max_runtime_is_cancelled_by_run_monit
             if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
         ]
         assert failure.message == "Exceeded maximum runtime of 3 seconds."
-    finally:
-        _stop(daemon)
     assert models_state(settings) == (None, [], [])

@@ -21,18 +21,13 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +35,29 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-import yaml
-from dagster._core.scheduler.instigation import TickStatus
 
 from ct_assets.commands.export import export_warehouse
 from ct_assets.config import Settings
 from ct_assets.core.ingest import landing
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.defs.constants import BATCH_TAG
-from ct_assets.defs.instance import create_instance_storage
 from ct_assets.errors import ConfigError, WarehouseBusy
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
-from ct_assets_tests.helpers import descendants, small
+from ct_assets_tests.helpers.config import CHECKOUT, small
+from ct_assets_tests.helpers.processes import stop_family, tail
+from ct_assets_tests.helpers.servers import (
+    BIN,
+    daemon,
+    graphql,
+    server_env,
+    shipped_instance_config,
+    webserver,
+    write_instance_config,
+)
+from ct_assets_tests.helpers.warehouse import holding
 
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "reading_the_warehouse.md"
-BIN = Path(sys.executable).parent
+DOC = CHECKOUT / "docs" / "reading_the_warehouse.md"
 
 
 def _knob(name: str, default: float) -> float:
@@ -94,140 +94,19 @@ def report(title: str, figures: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ processes
 
 
-def stop_family(proc: subprocess.Popen[Any]) -> None:
-    """Stop a process started in its own session, its process group and every descendant, by id."""
-    family = [proc.pid, *descendants(proc.pid)]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        for pid in family:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in family[1:]):
-            time.sleep(0.2)
-        if proc.poll() is not None and not any(Path(f"/proc/{p}").exists() for p in family[1:]):
-            return
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-WORKSPACE = """load_from:
-  - python_module:
-      module_name: ct_assets.definitions
-      location_name: ct_assets
-"""
-
-# The real `dagster-daemon run`, with a tighter sensor loop: Dagster's sensor daemon waits until 5 s
-# have passed between iterations (MIN_INTERVAL_LOOP_TIME), whatever a sensor's minimum interval, so
-# sensors at CT_ASSETS_SENSOR_INTERVAL=1 tick every second only with this constant lowered.
-DAEMON = """
-import sys
-import dagster._daemon.sensor as sensor_daemon
-assert hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"), "Dagster moved its sensor loop constant"
-sensor_daemon.MIN_INTERVAL_LOOP_TIME = float(sys.argv.pop(1))
-from dagster._daemon.cli import main
-sys.argv[0] = "dagster-daemon"
-sys.exit(main())
-"""
-
-
 def pipeline_env(project: Path, settings: Settings, home: Path) -> dict[str, str]:
-    (project / "tmp").mkdir(exist_ok=True)
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "CT_ASSETS_CONFIG": str(settings.source),
-        "TMPDIR": str(project / "tmp"),  # the code server's socket stays inside the test's folder
-    }
+    return server_env(project, home, settings.source)
 
 
-def write_instance_config(home: Path) -> None:
+def write_pipeline_instance(home: Path) -> None:
     """The instance config ct_assets ships (run queue, one CT run at a time, run monitoring), with the
     queue dequeued every second."""
-    shipped = yaml.safe_load(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+    shipped = shipped_instance_config()
     shipped.setdefault("run_queue", {})["dequeue_interval_seconds"] = 1
-    (home / "dagster.yaml").write_text(yaml.safe_dump(shipped))
-    create_instance_storage(home)  # before the daemon and the web server, which would race to create it
-
-
-@contextlib.contextmanager
-def daemon(project: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    (project / "workspace.yaml").write_text(WORKSPACE)
-    with (project / "daemon.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DAEMON, str(DAEMON_LOOP_SECONDS), "run", "-w", "workspace.yaml"],
-            cwd=project,
-            env={**env, "CT_ASSETS_SENSOR_INTERVAL": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        stop_family(proc)
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    with contextlib.suppress(OSError):
-        return path.read_text(errors="replace")[-chars:]
-    return ""
-
-
-@contextlib.contextmanager
-def webserver(project: Path, env: dict[str, str]) -> Iterator[int]:
-    (project / "workspace.yaml").write_text(WORKSPACE)
-    port = free_port()
-    log_path = project / "webserver.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster_webserver", "-h", HOST, "-p", str(port), "-w", "workspace.yaml"],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"web server exited with {proc.returncode}:\n{tail(log_path)}")
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                urllib.request.urlopen(f"http://{HOST}:{port}/server_info", timeout=5) as resp,
-            ):
-                if resp.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"web server not up after 180 s:\n{tail(log_path)}")
-            time.sleep(0.5)
-        yield port
-    finally:
-        stop_family(proc)
+    write_instance_config(home, shipped)
 
 
 ASSET_NODES = "{ assetNodes { assetKey { path } groupName } }"
-
-
-def graphql(port: int, query: str) -> dict[str, Any]:
-    req = urllib.request.Request(
-        f"http://{HOST}:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        body = json.loads(resp.read())
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
 
 
 class LatencyProbe:
@@ -413,6 +292,11 @@ def failure_kind(inst: dg.DagsterInstance, run_id: str) -> tuple[str, str]:
     return "failure", (run_failures[-1].message if run_failures else "failed without a step failure")[:300]
 
 
+# Tick statuses by their values: `import dagster` exports no TickStatus (it lives in the private
+# dagster._core.scheduler.instigation); these values are also the GraphQL schema's InstigationTickStatus.
+SKIPPED, FAILURE = "SKIPPED", "FAILURE"
+
+
 def tick_figures(inst: dg.DagsterInstance) -> dict[str, Counter[str]]:
     """Ticks of every sensor and schedule, counted by status (and the skip reasons, numbers removed)."""
     out: dict[str, Counter[str]] = {}
@@ -420,9 +304,9 @@ def tick_figures(inst: dg.DagsterInstance) -> dict[str, Counter[str]]:
         counts: Counter[str] = Counter()
         for t in inst.get_ticks(state.instigator_origin_id, state.selector_id):
             counts[t.status.value] += 1
-            if t.status == TickStatus.SKIPPED and t.skip_reason:
+            if t.status.value == SKIPPED and t.skip_reason:
                 counts["skip: " + re.sub(r"\d+", "N", t.skip_reason)[:70]] += 1
-            if t.status == TickStatus.FAILURE:
+            if t.status.value == FAILURE:
                 counts["error: " + (t.error.message if t.error else "")[:200]] += 1
         out[state.instigator_name] = counts
     return out
@@ -487,13 +371,18 @@ def contention(make_settings: Callable[..., Settings], project: Path, seconds: f
     )
     init_warehouse(settings)
     home = project / "dagster_home"
-    write_instance_config(home)
+    write_pipeline_instance(home)
     env = pipeline_env(project, settings, home)
     landed: dict[str, int] = {}
     bad: list[str] = []
     exports: list[dict[str, Any]] = []
     started = time.monotonic()
-    with daemon(project, env) as proc, dg.DagsterInstance.from_config(str(home)) as inst:
+    with (
+        daemon(
+            project, {**env, "CT_ASSETS_SENSOR_INTERVAL": "1"}, sensor_loop_seconds=DAEMON_LOOP_SECONDS
+        ) as proc,
+        dg.DagsterInstance.from_config(str(home)) as inst,
+    ):
         # The daemon is live once the landing sensor has ticked.
         deadline = time.monotonic() + 180
         while not tick_figures(inst).get("landing_sensor"):
@@ -581,7 +470,7 @@ def contention(make_settings: Callable[..., Settings], project: Path, seconds: f
     assert all(truth["validations"].get(run_id) is False for run_id in blocks), (blocks, truth["validations"])
     assert "failure" not in truth["alerts"], truth["alerts"]
     # No failed tick, and the sensors really ran at the tightened interval.
-    failed_ticks = {n: c for n, c in ticks.items() if c.get(TickStatus.FAILURE.value)}
+    failed_ticks = {n: c for n, c in ticks.items() if c.get(FAILURE)}
     assert not failed_ticks, failed_ticks
     for name in ("landing_sensor", "retrain_sensor"):
         assert sum(tick_summary[name].values()) >= (fed + drained) / 8, (name, tick_summary[name])
@@ -684,7 +573,7 @@ def test_load_soak_1000_files_and_5m_rows_with_the_web_server_answering(
 ) -> None:
     settings = load_settings_for(make_settings)
     home = project / "dagster_home"
-    write_instance_config(home)
+    write_pipeline_instance(home)
     env = pipeline_env(project, settings, home)
     figures: dict[str, Any] = {}
     with webserver(project, env) as port:
@@ -786,35 +675,6 @@ def test_export_without_a_warehouse_is_a_one_line_error_and_creates_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warehouse at" in err and "ct-assets init" in err
     assert not (project / "data").exists()
-
-
-HOLD = """
-import sys, duckdb
-con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
-con.execute("SELECT count(*) FROM raw_deltas").fetchall()
-print("holding", flush=True)
-sys.stdin.readline()
-con.close()
-"""
-
-
-@contextlib.contextmanager
-def holding(settings: Settings, mode: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the warehouse open (`ro` read-only, `rw` read-write) until released."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(settings.paths.warehouse), mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
-        yield proc
-    finally:
-        assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def test_a_reader_holding_the_warehouse_stalls_writers_and_export_does_not_hold_it(

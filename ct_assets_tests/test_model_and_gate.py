@@ -5,7 +5,6 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +13,16 @@ import pytest
 
 from ct_assets.config import METRICS, Settings
 from ct_assets.core import gate
+from ct_assets.core.gate import rule
 from ct_assets.core.modeling import metrics
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.errors import CtError, RegistryError
-from ct_assets.tools.simulator import SimulationOptions, generate_rows
-
-SMALL = {"num_iterations": 20, "num_leaves": 15, "min_data_in_leaf": 20}
-
-
-def churn_frame(n: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
-    start = datetime(2025, 1, 1)
-    return pl.DataFrame(
-        {
-            "event_time": [start + timedelta(seconds=i) for i in range(n)],
-            "row_id": np.arange(1, n + 1),
-            **data,
-        }
-    )
+from ct_assets_tests.helpers.data import SMALL_MODEL, churn_frame
 
 
 @pytest.fixture
 def small(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(training=SMALL)
+    return make_settings(training=SMALL_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from ct_assets.config import Settings, load_settings
 from ct_assets.core.gate.report import CHALLENGER_COLOR, CHAMPION_COLOR
 from ct_assets.store.warehouse import init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.conftest import default_tables, write_config
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli as ct_assets_cli
+from ct_assets_tests.helpers.config import default_tables, small, write_config
+from ct_assets_tests.helpers.runs import run
 
 XSS = "<script>alert(1)</script>"
 XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -245,11 +245,8 @@ def test_values_from_the_data_are_escaped_in_the_markdown_summary(reported: Proj
 
 
 def cli(reported: Project, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env.update(CT_ASSETS_CONFIG=str(reported.config), DAGSTER_HOME=str(reported.root / "dagster_home"))
-    script = Path(sys.executable).parent / "ct-assets"
-    return subprocess.run(
-        [str(script), *args], cwd=reported.root, env=env, capture_output=True, text=True, timeout=120
+    return ct_assets_cli(
+        reported.root, *args, config=reported.config, home=reported.root / "dagster_home", timeout=120
     )
 
 

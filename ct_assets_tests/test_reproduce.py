@@ -3,10 +3,7 @@ compares the bytes; the data hash covers every value of every row and not their 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,9 @@ from ct_assets.store.sql import fetch_value
 from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
 from ct_assets.tools.reproduce import reproduce
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import run
 
 # One value of one row, changed in place: column -> SQL expression of the new value.
 EDITS = {
@@ -34,16 +33,6 @@ EDITS = {
     "label": "1 - label",
     "satisfaction": "NULL",
 }
-
-
-def cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["CT_ASSETS_CONFIG"] = os.environ["CT_ASSETS_CONFIG"]
-    env["DAGSTER_HOME"] = os.environ["DAGSTER_HOME"]
-    script = Path(sys.executable).parent / "ct-assets"
-    return subprocess.run(
-        [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture

@@ -19,13 +19,14 @@ from ct_assets.core.modeling.metrics import all_metrics
 from ct_assets.errors import RegistryError
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
-from ct_assets_tests.test_model_and_gate import SMALL, churn_frame
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.data import SMALL_MODEL, churn_frame
+from ct_assets_tests.helpers.runs import run
 
 
 @pytest.fixture
 def scored(make_settings: Callable[..., Settings]) -> tuple[Settings, lgbm.LoadedModel, pl.DataFrame]:
-    settings = make_settings(training=SMALL)
+    settings = make_settings(training=SMALL_MODEL)
     frame = churn_frame(2000, seed=3)
     folder, _ = lgbm.save(lgbm.train(frame, settings), settings.paths.models, "v0001", {})
     rows = frame.with_columns(pl.col("row_id").hash(7).alias(score_cache.HASH_COLUMN))

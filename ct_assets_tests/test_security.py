@@ -15,15 +15,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +46,22 @@ from ct_assets.errors import ConfigError, RegistryError
 from ct_assets.store.sql import fetch_value, quote
 from ct_assets.store.warehouse import connect_reader, connect_writer, init_warehouse, transaction
 from ct_assets.tools.simulator import SimulationOptions, generate_rows
-from ct_assets_tests.conftest import default_tables, write_config
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli_env, console_script, error_lines
+from ct_assets_tests.helpers.config import default_tables, small, write_config
+from ct_assets_tests.helpers.processes import (
+    HOST,
+    accepts_on,
+    descendants,
+    free_port,
+    listening_addresses,
+    wait_for_port,
+)
+from ct_assets_tests.helpers.runs import run
+from ct_assets_tests.helpers.servers import webhook_server
 
 PACKAGE = Path(ct_assets.__file__).resolve().parent
 REPO = PACKAGE.parent
-LOOPBACK = "127.0.0.1"
+LOOPBACK = HOST
 
 
 def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.DataFrame:
@@ -70,10 +77,6 @@ def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.Data
             **data,
         }
     ).with_columns(pl.col("event_time").cast(pl.Datetime("us")))
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("ct-assets: error: ")]
 
 
 # ================================================================================== no pickle anywhere
@@ -466,71 +469,27 @@ def test_the_demo_serves_the_ui_on_loopback_unless_told_otherwise(tmp_path: Path
     assert "0.0.0.0" not in instance_yaml and "host:" not in instance_yaml
 
 
-def listening(port: int) -> set[str]:
-    """Local IPv4/IPv6 addresses with a socket listening on `port` (from /proc/net/tcp*)."""
-    out = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        with contextlib.suppress(FileNotFoundError), open(table) as f:
-            for line in f.readlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                addr, hex_port = local.split(":")
-                if state != "0A" or int(hex_port, 16) != port:
-                    continue
-                raw = bytes.fromhex(addr)
-                if width == 8:
-                    out.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
-                else:
-                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-                    out.add(socket.inet_ntop(socket.AF_INET6, words))
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                out.append(int(stat.parent.name))
-    return out
-
-
 @pytest.mark.slow
 def test_ct_assets_demo_listens_on_loopback_only(project: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
     log = project / "demo.log"
-    script = Path(sys.executable).parent / "ct-assets"
     with open(log, "wb") as out:
         demo = subprocess.Popen(
-            [str(script), "demo", "--port", str(port), "--interval", "3600"],
+            [console_script(), "demo", "--port", str(port), "--interval", "3600"],
             cwd=project,
-            env=env,
+            env=cli_env(project / "dagster_home"),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     groups: set[int] = set()
     try:
-        deadline = time.monotonic() + 150
-        bound: set[str] = set()
-        while not bound:
-            assert demo.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the web UI did not start:\n" + log.read_text()[-3000:]
-            groups |= {os.getpgid(c) for c in children(demo.pid) if Path(f"/proc/{c}").exists()}
-            time.sleep(1)
-            bound = listening(port)
+        wait_for_port(demo, port, log, 150)
+        groups |= process_groups(demo.pid)
         time.sleep(2)
-        bound = listening(port)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(5)
-            other = probe.connect_ex(("127.0.0.2", port))
+        bound = listening_addresses(port)
+        other = accepts_on("127.0.0.2", port)
+        groups |= process_groups(demo.pid)
     finally:
         # Ctrl-C: the demo stops `dagster dev` (its own process group) before it exits.
         with contextlib.suppress(ProcessLookupError):
@@ -544,8 +503,17 @@ def test_ct_assets_demo_listens_on_loopback_only(project: Path) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
     assert bound == {LOOPBACK}, f"the web UI listens on {sorted(bound)}"
-    assert other != 0, "the web UI accepts connections on 127.0.0.2"
+    assert not other, "the web UI accepts connections on 127.0.0.2"
     assert f"http://{LOOPBACK}:{port}" in log.read_text()
+
+
+def process_groups(pid: int) -> set[int]:
+    """The process groups of everything below `pid` (the demo starts `dagster dev` in its own)."""
+    groups = set()
+    for child in descendants(pid):
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(child))
+    return groups
 
 
 # =================================================================== escaping in HTML and in markdown
@@ -692,41 +660,6 @@ def test_hostile_values_in_the_markdown_table_keep_its_shape() -> None:
 # ========================================================================== the webhook, when configured
 
 
-@dataclasses.dataclass
-class Received:
-    requests: list[tuple[str, str, dict[str, Any]]]
-
-
-@contextlib.contextmanager
-def http_server() -> Iterator[tuple[str, Received]]:
-    received = Received([])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.requests.append((self.command, self.path, json.loads(body)))
-            self.send_response(204)
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            received.requests.append((self.command, self.path, {}))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}/hooks/ct", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 _CONNECTS: list[list[Any]] = []
 
 
@@ -755,7 +688,8 @@ def test_the_webhook_is_called_only_when_configured(
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)  # the POST must go to the local server itself
     now = datetime.now(UTC).replace(tzinfo=None)
-    with http_server() as (url, received):
+    with webhook_server(status=204) as hook:
+        url = hook.url
         quiet = make_settings(alerts={"webhook_url": ""})
         init_warehouse(quiet)
         with socket_connects() as connects:
@@ -763,7 +697,7 @@ def test_the_webhook_is_called_only_when_configured(
                 quiet, kind="block", cause="block:v0002", message="blocked v0002", now=now
             )
         assert sent is not None
-        assert connects == [] and received.requests == []
+        assert connects == [] and hook.requests == []
         with connect_reader(quiet) as con:
             assert fetch_value(con, "SELECT delivered FROM alerts") == "no webhook configured"
 
@@ -778,8 +712,8 @@ def test_the_webhook_is_called_only_when_configured(
             )
         assert sent is not None and again is None  # an open cause is not alerted twice
         assert [tuple(a[:2]) for a in connects] == [(LOOPBACK, int(url.split(":")[2].split("/")[0]))]
-        assert [(m, p) for m, p, _ in received.requests] == [("POST", "/hooks/ct")]
-        payload = received.requests[0][2]
+        assert [(r["method"], r["path"]) for r in hook.requests] == [("POST", "/hooks/ct")]
+        payload = json.loads(hook.requests[0]["body"])
         assert (payload["kind"], payload["cause"], payload["message"]) == (
             "block",
             "block:v0003",

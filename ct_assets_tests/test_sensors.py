@@ -1,43 +1,28 @@
 """Sensors through build_sensor_context: skip reasons, run requests, and their cursors."""
 
-import contextlib
 import hashlib
 import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import dagster as dg
 import duckdb
 
 from ct_assets.config import Settings
-from ct_assets.core import registry
 from ct_assets.core.ingest import landing
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.core.triggers.decision import read_trigger_inputs
 from ct_assets.core.triggers.snapshot import load_trigger_inputs, snapshot_inputs, snapshot_path
 from ct_assets.definitions import defs
-from ct_assets.defs.resources import SettingsResource
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import QUIET, WEAK, small
+from ct_assets_tests.helpers.config import WEAK, small
+from ct_assets_tests.helpers.runs import QUIET, tick
+from ct_assets_tests.helpers.warehouse import champion, holding
 
 CT_KEYS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
 
 landing_sensor = defs.get_sensor_def("landing_sensor")
 retrain_sensor = defs.get_sensor_def("retrain_sensor")
-
-
-def tick(
-    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None
-) -> tuple[Any, str | None]:
-    """Evaluate the sensor once; return its result and the cursor it leaves."""
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"settings": SettingsResource()}
-    )
-    result = sensor(context)
-    return result, context.cursor
 
 
 def land(settings: Settings, batches: int, rows: int, seed: int) -> None:
@@ -52,11 +37,6 @@ def labelled_rows_after(settings: Settings, batch_id: int) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def champion(settings: Settings) -> str | None:
-    with connect_reader(settings) as con:
-        return registry.champion(con)
 
 
 def run_ct(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -264,37 +244,6 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     }
 
 
-HOLD_WRITER = """
-import sys
-import duckdb
-con = duckdb.connect(sys.argv[1])  # read-write: DuckDB allows one such process per file
-con.execute("SELECT count(*) FROM raw_deltas").fetchall()
-print("holding", flush=True)
-sys.stdin.readline()
-con.close()
-"""
-
-
-@contextlib.contextmanager
-def writer_held(settings: Settings) -> Iterator[int]:
-    """Another process holds the warehouse read-write (as a notebook might) until the block ends;
-    yields its pid."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_WRITER, str(settings.paths.warehouse)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        yield holder.pid
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
-    assert holder.returncode == 0
-
-
 def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
     warehouse: Settings, instance: dg.DagsterInstance
 ) -> None:
@@ -302,7 +251,8 @@ def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
     ingest_landed_files(warehouse)
     # Without a snapshot to answer from, the sensor must open DuckDB, which the holder has locked.
     snapshot_path(warehouse).unlink()
-    with writer_held(warehouse) as pid:
+    with holding(warehouse, "rw") as holder:
+        pid = holder.pid
         result, cursor = tick(retrain_sensor, instance)
         assert isinstance(result, dg.SkipReason)
         message = result.skip_message or ""
@@ -334,7 +284,7 @@ def test_every_writer_leaves_a_snapshot_the_sensor_answers_from_even_while_the_w
 
     # A writer that has not written anything yet changes no file: the snapshot still holds, and the
     # tick needs no DuckDB connection at all (the one it would open is locked).
-    with writer_held(warehouse):
+    with holding(warehouse, "rw"):
         result, _ = tick(retrain_sensor, instance)
         assert isinstance(result, dg.RunRequest)
         assert result.run_key == "ct-batch-3"

@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,44 +28,37 @@ from ct_assets.core import monitoring, registry
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.core.triggers.decision import TRIGGERS, RetrainDecision, retrain_decision
 from ct_assets.definitions import defs
-from ct_assets.defs.resources import SettingsResource
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.helpers import run, small
+from ct_assets_tests.helpers.cli import cli, ok, one_json
+from ct_assets_tests.helpers.config import small
+from ct_assets_tests.helpers.runs import metadata, run
+from ct_assets_tests.helpers.runs import tick as tick_sensor
+from ct_assets_tests.helpers.servers import (
+    BIN,
+    server_env,
+    shipped_instance_config,
+    write_instance_config,
+    write_workspace,
+)
+from ct_assets_tests.helpers.warehouse import champion
 
 MIN_NEW_ROWS = 5000  # every batch landed after the champion is smaller than this
 # Decay and drift are judged from 500 rows, so that one batch of 1,500 rows is enough evidence.
 TRIGGER_CONFIG = {"min_new_rows": MIN_NEW_ROWS, "decay_min_rows": 500, "drift_min_rows": 500}
 BATCH_ROWS = 1500
 
-retrain_sensor = defs.get_sensor_def("retrain_sensor")
-
-
 # ------------------------------------------------------------------------------------------- helpers
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> tuple[Any, str | None]:
     """Evaluate retrain_sensor once, as the daemon would; return its result and the cursor it leaves."""
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"settings": SettingsResource()}
-    )
-    result = retrain_sensor(context)
-    return result, context.cursor
+    return tick_sensor("retrain_sensor", instance, cursor)
 
 
 def decision(settings: Settings, now: datetime | None = None) -> RetrainDecision:
     with connect_reader(settings) as con:
         return retrain_decision(con, settings, now=now)
-
-
-def champion(settings: Settings) -> str | None:
-    with connect_reader(settings) as con:
-        return registry.champion(con)
-
-
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 def drift_table(perf: dict[str, Any]) -> dict[str, tuple[float, bool]]:
@@ -96,24 +88,6 @@ def land_and_ingest(
     keys = {m.asset_key for m in ingest.get_asset_materialization_events()}
     assert keys == {dg.AssetKey("raw_deltas"), dg.AssetKey("champion_performance")}
     return metadata(ingest, "champion_performance")
-
-
-def cli(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """The console script in the temporary project, on the config and instance the test uses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_ASSETS")}
-    env["CT_ASSETS_CONFIG"] = os.environ["CT_ASSETS_CONFIG"]
-    env["DAGSTER_HOME"] = os.environ["DAGSTER_HOME"]
-    script = Path(sys.executable).parent / "ct-assets"
-    return subprocess.run(
-        [str(script), *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, f"rc={proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-2000:]}"
-    assert "Traceback" not in proc.stderr
-    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
-    return json.loads(line)
 
 
 # --------------------------------------------------------------------------------------------- decay
@@ -182,13 +156,13 @@ def test_cycle_reports_the_decay_trigger_and_tags_its_ct_run(
     make_settings(**small(retrain=TRIGGER_CONFIG))
     assert cli(project, "init").returncode == 0
     assert cli(project, "simulate", "--batches", "3", "--rows", "2000", "--seed", "1").returncode == 0
-    first = one_json(cli(project, "cycle", "--json"))
+    first = one_json(ok(cli(project, "cycle", "--json")))
     assert (first["verdict"], first["champion_version"]) == ("promoted", "v0001")
     assert first["trigger"]["trigger"] == "rows"
 
     simulate_args = ("--batches", "1", "--rows", str(BATCH_ROWS), "--seed", "11", "--drift", "1")
     assert cli(project, "simulate", *simulate_args).returncode == 0
-    out = one_json(cli(project, "cycle", "--json"))
+    out = one_json(ok(cli(project, "cycle", "--json")))
     assert out["ingested_files"] == 1
     assert out["trigger"]["trigger"] == "decay"
     assert out["trigger"]["should_run"] is True
@@ -458,44 +432,21 @@ def test_the_retrain_sensor_never_requests_a_second_ct_run_while_one_is_in_fligh
     assert json.loads(cursor or "")["requested_batch"] == 4
 
 
-WORKSPACE = """load_from:
-  - python_module:
-      module_name: ct_assets.definitions
-      location_name: ct_assets
-"""
-
-
 @pytest.mark.slow
 def test_a_ct_run_waiting_in_the_shipped_run_queue_holds_the_retrain_sensor(
     warehouse: Settings, project: Path
 ) -> None:
     """Submitted through the instance config ct_assets ships (a run queue) with no daemon to dequeue it,
     a CT run stays QUEUED: due triggers wait for it instead of queueing a second one."""
-    from importlib import resources
-
     home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(
-        resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text()
-    )
-    (project / "workspace.yaml").write_text(WORKSPACE)
-    (project / "tmp").mkdir()
+    write_instance_config(home, shipped_instance_config())
+    write_workspace(project)
     simulate(warehouse, SimulationOptions(batches=3, rows=500, seed=4))
     ingest_landed_files(warehouse)
     launch = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "job",
-            "launch",
-            "-j",
-            "ct_job",
-            "-w",
-            "workspace.yaml",
-        ],
+        [str(BIN / "dagster"), "job", "launch", "-j", "ct_job", "-w", "workspace.yaml"],
         cwd=project,
-        env={
-            **os.environ,
-            "TMPDIR": str(project / "tmp"),
-        },  # the code server's socket stays in the test's folder
+        env=server_env(project, home, warehouse.source),
         capture_output=True,
         text=True,
         timeout=180,
@@ -527,7 +478,7 @@ def test_status_shows_every_trigger_and_when_the_cooldown_ends(
     simulate(settings, SimulationOptions(batches=1, rows=1200, seed=13))
     ingest_landed_files(settings)
 
-    out = one_json(cli(project, "status", "--json"))
+    out = one_json(ok(cli(project, "status", "--json")))
     assert set(out["triggers"]) == set(TRIGGERS)
     assert all(isinstance(text, str) and text for text in out["triggers"].values())
     assert out["triggers"]["rows"].startswith(

@@ -1,0 +1,24 @@
+"""Small frames of the default schema, drawn from the simulator with a fixed seed."""
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from ct_assets.tools.simulator import SimulationOptions, generate_rows
+
+SMALL_MODEL = {"num_iterations": 20, "num_leaves": 15, "min_data_in_leaf": 20}  # [training] of a quick model
+
+
+def churn_frame(n: int, seed: int) -> pl.DataFrame:
+    """n labelled rows, one second apart from 2025-01-01, ids 1..n."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    start = datetime(2025, 1, 1)
+    return pl.DataFrame(
+        {
+            "event_time": [start + timedelta(seconds=i) for i in range(n)],
+            "row_id": np.arange(1, n + 1),
+            **data,
+        }
+    )
