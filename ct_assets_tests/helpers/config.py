@@ -31,6 +31,13 @@ def default_tables() -> dict[str, Any]:
     return tomllib.loads(default_config_text())
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` (UTF-8), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -22,3 +22,18 @@ def churn_frame(n: int, seed: int) -> pl.DataFrame:
             **data,
         }
     )
+
+
+def delta_frame(first_id: int, n: int, seed: int, now: datetime) -> pl.DataFrame:
+    """n rows of the default schema as a producer lands them: ids from first_id, a minute apart from ten
+    days before `now`, rows 3 and 11 not labelled yet."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    label = data.pop("label")
+    times = [now - timedelta(days=10) + timedelta(minutes=first_id + i) for i in range(n)]
+    return pl.DataFrame(
+        {"event_time": times, "row_id": np.arange(first_id, first_id + n, dtype=np.int64), **data}
+    ).with_columns(
+        pl.Series("label", label).scatter([3, 11], None),
+        pl.col("event_time").cast(pl.Datetime("us")),
+    )

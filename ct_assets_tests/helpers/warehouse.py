@@ -1,4 +1,5 @@
-"""The registry as the warehouse holds it, and another process holding the DuckDB file open."""
+"""The registry as the warehouse holds it, a row of a training data set, and another process holding
+the DuckDB file open."""
 
 import contextlib
 import subprocess
@@ -7,6 +8,8 @@ from collections.abc import Iterator
 
 from ct_assets.config import Settings
 from ct_assets.core import registry
+from ct_assets.core.datasets.training import DatasetInfo, read_split
+from ct_assets.store.sql import fetch_value
 from ct_assets.store.warehouse import connect_reader
 
 
@@ -61,3 +64,19 @@ def holding(settings: Settings, mode: str) -> Iterator[subprocess.Popen[str]]:
             proc.stdin.close()
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+def train_row_id(settings: Settings, ds: DatasetInfo) -> int:
+    """A row of the train split: labelled, not golden, before the holdout boundary, in the window."""
+    with connect_reader(settings) as con:
+        row_id = fetch_value(
+            con,
+            "SELECT d.row_id FROM raw_deltas d WHERE d._batch_id <= ? AND d.label IS NOT NULL "
+            "AND d.event_time >= ? AND d.event_time < ? AND d.satisfaction IS NOT NULL "
+            "AND d.row_id NOT IN (SELECT row_id FROM golden_rows WHERE _golden_hash = ?) "
+            "ORDER BY d.event_time, d.row_id LIMIT 1 OFFSET 100",
+            [ds.max_batch_id, ds.window_start, ds.holdout_start_time, ds.golden_hash],
+        )
+        train_ids = set(read_split(con, settings, ds, "train")["row_id"].to_list())
+    assert row_id in train_ids
+    return int(row_id)

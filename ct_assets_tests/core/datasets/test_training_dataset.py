@@ -1,223 +1,26 @@
-"""The golden set (frozen, stratified, never trained on) and the recorded, time-ordered training data set.
+"""The recorded, time-ordered training data set: no golden row in it, split by time in canonical
+order, a window of recent rows, its content hash, and refusals when its rows changed; rows without ids
+keyed by their content.
 
-A warehouse is filled once per module through the real ingest (Great Expectations is slow to start),
-and each test works on its own copy of it in its temporary project.
-"""
+Each test works on its own copy of a warehouse filled once for the folder (conftest.py)."""
 
-import shutil
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import polars as pl
 import pytest
 
-from ct_assets.config import Settings, load_settings
-from ct_assets.core.datasets.golden import GoldenInfo, active_golden, build_golden, golden_quotas, read_golden
-from ct_assets.core.datasets.training import (
-    DatasetInfo,
-    define_training_dataset,
-    load_dataset,
-    read_split,
-    record_dataset,
-)
+from ct_assets.config import Settings
+from ct_assets.core.datasets.training import DatasetInfo, load_dataset, record_dataset
 from ct_assets.core.gate import evaluation
 from ct_assets.core.ingest.ingest import ingest_landed_files
-from ct_assets.core.ingest.landing import ready_files
 from ct_assets.errors import DataError
 from ct_assets.store.hashing import row_hash_sql
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.warehouse import connect_writer, init_warehouse, transaction
-from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
-
-NOW = datetime(2025, 6, 1, 12, 0, 0)
-BATCHES, ROWS = 4, 1000  # ingested into the base warehouse; one more batch waits in its landing folder
-
-
-def _fill(root: Path, config_text: str, files: list[pl.DataFrame] | None) -> Path:
-    config = root / "ct.toml"
-    config.write_text(config_text, encoding="utf-8")
-    s = load_settings(config, cwd=root)
-    init_warehouse(s)
-    if files is None:
-        simulate(s, SimulationOptions(batches=BATCHES + 1, rows=ROWS, seed=7), now=NOW)
-    else:
-        for i, frame in enumerate(files):
-            frame.write_parquet(s.paths.landing / f"delta_{i}.parquet")
-    landed = ready_files(s.paths.landing)
-    report = ingest_landed_files(s, now=NOW, files=landed[:BATCHES] if files is None else landed)
-    assert all(f.status == "ingested" for f in report.files), [f.reason for f in report.files]
-    return root / "data"
-
-
-@pytest.fixture(scope="module")
-def base_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `data` folder of a default-schema project: 4 simulated batches ingested, 1 more landed."""
-    return _fill(tmp_path_factory.mktemp("base"), "[retrain]\nmin_new_rows = 1000\n", None)
-
-
-def frame_without_ids(n: int, seed: int, start: datetime) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
-    times = [start + timedelta(seconds=7 * i) for i in range(n)]
-    return pl.DataFrame({"event_time": times, **data}).with_columns(
-        pl.col("event_time").cast(pl.Datetime("us"))
-    )
-
-
-@pytest.fixture(scope="module")
-def rowless_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `data` folder of a project whose rows have no id (keyed by their content hash)."""
-    frames = [frame_without_ids(1500, seed=s, start=NOW - timedelta(days=2 - s)) for s in (0, 1)]
-    return _fill(tmp_path_factory.mktemp("rowless"), '[columns]\nrow_id = ""\n', frames)
-
-
-def use(data: Path, settings: Settings) -> Settings:
-    """Copy a prepared data folder into this test's project."""
-    shutil.copytree(data, settings.paths.warehouse.parent)
-    return settings
-
-
-def golden(s: Settings) -> GoldenInfo:
-    with connect_writer(s) as con, transaction(con):
-        return build_golden(con, s, reason="test", run_id="run", now=NOW)
-
-
-def define(s: Settings, golden_hash: str) -> DatasetInfo:
-    with connect_writer(s) as con:
-        return define_training_dataset(con, s, golden_hash)
-
-
-def split(s: Settings, ds: DatasetInfo, part: str) -> pl.DataFrame:
-    with connect_writer(s) as con:
-        return read_split(con, s, ds, part)
-
-
-def query(s: Settings, sql: str) -> list[tuple]:
-    with connect_writer(s) as con:
-        return con.execute(sql).fetchall()
-
-
-# ---------------------------------------------------------------------------------------------- golden
-
-
-def test_golden_set_covers_every_slice_value(base_data: Path, settings: Settings) -> None:
-    s = use(base_data, settings)
-    g = golden(s)
-    assert not g.reused
-    assert g.rows > 0
-    with connect_writer(s) as con:
-        rows = read_golden(con, s, g.golden_hash)
-    assert rows.height == g.rows
-    assert rows["label"].null_count() == 0
-    want = s.dataset.golden_min_rows_per_slice
-    for col in s.columns.slices:
-        categories = set(s.feature(col).categories or ())
-        assert set(g.slice_counts[col]) == categories
-        counts = dict(rows.group_by(col).len().iter_rows())
-        assert counts == g.slice_counts[col]
-        available = dict(
-            query(s, f"SELECT {col}, count(*) FROM raw_deltas WHERE label IS NOT NULL GROUP BY 1")
-        )
-        for value in categories:
-            assert counts[value] >= min(want, available[value]), (col, value, counts, available)
-
-
-def test_golden_rows_are_real_rows(base_data: Path, settings: Settings) -> None:
-    s = use(base_data, settings)
-    g = golden(s)
-    assert query(
-        s,
-        "SELECT count(*) FROM golden_rows g JOIN raw_deltas r "
-        "ON g.row_id = r.row_id AND g._row_hash = r._row_hash AND g._batch_id = r._batch_id "
-        f"WHERE g._golden_hash = '{g.golden_hash}'",
-    ) == [(g.rows,)]
-
-
-def test_golden_quotas_raise_every_slice_value_to_its_minimum(settings: Settings) -> None:
-    """Every slice value gets at least golden_min_rows_per_slice (200) rows when it has that many,
-    even when one of its cells is small and was already raised for another slice column."""
-    cells = pl.DataFrame(
-        {
-            "region": ["west", "north", "west", "north"],
-            "channel": ["partner", "partner", "web", "web"],
-            "n": [20, 300, 400, 5000],
-        }
-    )
-    q = golden_quotas(cells, settings)
-    assert all(0 < quota <= n for quota, n in zip(q["quota"], q["n"], strict=True))
-    for col in ("region", "channel"):
-        per_value = q.group_by(col).agg(pl.col("quota").sum(), pl.col("n").sum())
-        for value, quota, n in per_value.iter_rows():
-            assert quota >= min(200, n), (col, value, quota, n)
-
-
-def test_golden_quotas_keep_rare_cells_and_respect_the_cap(make_settings) -> None:
-    cells = pl.DataFrame(
-        {"region": ["north", "south", "east", "west"], "channel": ["web"] * 4, "n": [50_000, 20_000, 3, 1]}
-    )
-    # Without a per-slice minimum, the cap holds (give or take one row per kept cell).
-    s = make_settings(dataset={"golden_max_rows": 100, "golden_min_rows_per_slice": 0})
-    q = golden_quotas(cells, s)
-    assert q["quota"].sum() <= 100 + len(cells)
-    assert q["quota"].min() >= 1  # no slice value disappears
-    # With one, coverage wins over the cap: every value gets min(200, what it has).
-    s = make_settings(dataset={"golden_max_rows": 100, "golden_min_rows_per_slice": 200})
-    q = golden_quotas(cells, s)
-    assert q["quota"].to_list() == [200, 200, 3, 1]
-
-
-def test_golden_set_is_frozen(base_data: Path, settings: Settings) -> None:
-    s = use(base_data, settings)
-    first = golden(s)
-    second = golden(s)
-    assert second.golden_hash == first.golden_hash
-    assert second.rows == first.rows
-    assert second.reused
-    # Every build is a row of golden_versions (the newest is active); the rows of one hash are stored once.
-    assert query(s, "SELECT build_id, golden_hash, rows FROM golden_versions ORDER BY build_id") == [
-        (1, first.golden_hash, first.rows),
-        (2, first.golden_hash, first.rows),
-    ]
-    assert query(s, "SELECT _golden_hash, count(*) FROM golden_rows GROUP BY 1") == [
-        (first.golden_hash, first.rows)
-    ]
-    with connect_writer(s) as con:
-        before = read_golden(con, s, first.golden_hash)
-        active = active_golden(con)
-    assert active is not None
-    assert active.golden_hash == first.golden_hash
-
-    # new rows arrive: the recorded golden set stays exactly as it was
-    report = ingest_landed_files(s, now=NOW)
-    assert [f.status for f in report.files] == ["ingested"]
-    with connect_writer(s) as con:
-        assert read_golden(con, s, first.golden_hash).equals(before, null_equal=True)
-        assert active_golden(con).golden_hash == first.golden_hash  # type: ignore[union-attr]
-
-    # a build now (what an explicit rebuild does) sees the new rows: a new hash, the newest build, active
-    third = golden(s)
-    assert third.golden_hash != first.golden_hash
-    assert not third.reused
-    assert query(s, "SELECT build_id, golden_hash FROM golden_versions ORDER BY build_id") == [
-        (1, first.golden_hash),
-        (2, first.golden_hash),
-        (3, third.golden_hash),
-    ]
-    with connect_writer(s) as con:
-        assert active_golden(con).golden_hash == third.golden_hash  # type: ignore[union-attr]
-        assert read_golden(con, s, first.golden_hash).equals(before, null_equal=True)
-
-
-def test_golden_set_needs_labelled_rows(settings: Settings) -> None:
-    init_warehouse(settings)
-    with pytest.raises(DataError, match="no labelled rows"):
-        golden(settings)
-
-
-# ------------------------------------------------------------------------------------------- training
+from ct_assets_tests.core.datasets.support import NOW, define, golden, query, split, use
 
 
 def test_training_selection_never_contains_a_golden_key(base_data: Path, settings: Settings) -> None:

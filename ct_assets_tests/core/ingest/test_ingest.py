@@ -11,34 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
 from ct_assets.config import Settings, load_settings
 from ct_assets.core.ingest.ingest import FileResult, IngestReport, ingest_landed_files
-from ct_assets.core.ingest.quality import CHECKS, Outcome, first_failure, validate_delta
-from ct_assets.core.ingest.reader import normalize
+from ct_assets.core.ingest.quality import first_failure
 from ct_assets.store.hashing import row_hash_sql
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.warehouse import connect_reader, init_warehouse
-from ct_assets.tools.simulator import SimulationOptions, generate_rows
+from ct_assets_tests.helpers.data import delta_frame
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)
 
 
 def churn_frame(first_id: int, n: int, seed: int) -> pl.DataFrame:
     """n rows of the default schema, with ids from first_id, a few null labels, all before NOW."""
-    rng = np.random.default_rng(seed)
-    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
-    label = data.pop("label")
-    times = [NOW - timedelta(days=10) + timedelta(minutes=first_id + i) for i in range(n)]
-    return pl.DataFrame(
-        {"event_time": times, "row_id": np.arange(first_id, first_id + n, dtype=np.int64), **data}
-    ).with_columns(
-        pl.Series("label", label).scatter([3, 11], None),
-        pl.col("event_time").cast(pl.Datetime("us")),
-    )
+    return delta_frame(first_id, n, seed, NOW)
 
 
 def set_value(frame: pl.DataFrame, column: str, row: int, value: object) -> pl.DataFrame:
@@ -375,22 +364,3 @@ def test_data_hash_is_recorded_for_ingested_files(scenario: Scenario) -> None:
     assert all((h is not None) == (status == "ingested") for status, h in rows)
     hashes = [h for status, h in rows if status == "ingested"]
     assert len(set(hashes)) == len(hashes) == 3
-
-
-def test_good_frame_passes_every_expectation(scenario: Scenario) -> None:
-    frame = normalize(churn_frame(5000, 50, seed=99), scenario.settings)
-    outcomes = validate_delta(frame, scenario.settings, NOW)
-    assert first_failure(outcomes) is None
-    assert {o.check for o in outcomes} == set(CHECKS)
-    # one existence expectation per configured column
-    exists = {o.column for o in outcomes if o.expectation == "expect_column_to_exist"}
-    assert exists == set(scenario.settings.stored_columns)
-
-
-def test_outcome_describe_is_one_line() -> None:
-    o = Outcome("raw_deltas_values_valid", "expect_column_values_to_be_between", "x", False, "e.g. 7", 2, 10)
-    assert (
-        o.describe() == "column 'x' fails expect_column_values_to_be_between (2 of 10 rows; observed e.g. 7)"
-    )
-    bare = Outcome("raw_deltas_schema_valid", "expect_column_to_exist", "y", False, "", None, None)
-    assert bare.describe() == "column 'y' fails expect_column_to_exist"
