@@ -1,11 +1,14 @@
-"""The Definitions load, and the asset graph matches a literal snapshot so that a rename shows in review."""
+"""The Definitions load, and the asset graph matches a literal snapshot so that a rename shows in review;
+the sensors' interval can be set from the environment."""
 
 from datetime import timedelta
 
 import dagster as dg
+import pytest
 
 from ct_assets.definitions import defs
 from ct_assets.defs import jobs
+from ct_assets.errors import ConfigError
 
 # asset -> (group, upstream assets)
 ASSETS = {
@@ -164,3 +167,24 @@ def test_every_job_has_a_description() -> None:
         (j.description or "").strip()
         for j in (jobs.ingest_job, jobs.ct_job, jobs.registry_job, jobs.golden_job, jobs.freshness_job)
     )
+
+
+def test_the_sensor_interval_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ct_assets.defs.build import build_definitions
+    from ct_assets.defs.constants import SENSOR_INTERVAL_ENV
+
+    def intervals() -> dict[str, int | None]:
+        return {
+            s.name: s.minimum_interval_seconds
+            for s in build_definitions().sensors or []
+            if s.name != "run_failure_alert_sensor"
+        }
+
+    monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
+    assert intervals() == {"landing_sensor": 5, "retrain_sensor": 10}
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "1")
+    assert intervals() == {"landing_sensor": 1, "retrain_sensor": 1}
+    for bad in ("0", "-1", "1.5", "soon"):
+        monkeypatch.setenv(SENSOR_INTERVAL_ENV, bad)
+        with pytest.raises(ConfigError, match=SENSOR_INTERVAL_ENV):
+            build_definitions()

@@ -80,6 +80,11 @@ def check(result: dg.ExecuteInProcessResult, name: str) -> Any:
     return evaluation
 
 
+def records(value: Any) -> list[dict[str, Any]]:
+    """The rows of a table metadata value."""
+    return [r.data for r in value.records]
+
+
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
     return [f.step_key for f in result.get_step_failure_events() if f.step_key]
 

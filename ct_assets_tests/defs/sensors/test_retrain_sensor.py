@@ -1,6 +1,7 @@
-"""Sensors through build_sensor_context: skip reasons, run requests, and their cursors."""
+"""retrain_sensor through build_sensor_context: skip reasons (no warehouse, no data, below the
+threshold, a locked warehouse), one run request per newest batch with its cursor, again after a blocked
+challenger once new data lands; and the trigger-input snapshot it answers from."""
 
-import hashlib
 import json
 from collections.abc import Callable
 
@@ -8,25 +9,17 @@ import dagster as dg
 import duckdb
 
 from ct_assets.config import Settings
-from ct_assets.core.ingest import landing
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.core.triggers.decision import read_trigger_inputs
 from ct_assets.core.triggers.snapshot import load_trigger_inputs, snapshot_inputs, snapshot_path
 from ct_assets.definitions import defs
 from ct_assets.store.warehouse import connect_reader, init_warehouse
-from ct_assets.tools.simulator import SimulationOptions, simulate
+from ct_assets_tests.defs.sensors.support import land
 from ct_assets_tests.helpers.config import WEAK, small
 from ct_assets_tests.helpers.runs import QUIET, tick
 from ct_assets_tests.helpers.warehouse import champion, holding
 
 CT_KEYS = ["training_dataset", "challenger_model", "validation_report", "champion_model"]
-
-landing_sensor = defs.get_sensor_def("landing_sensor")
-retrain_sensor = defs.get_sensor_def("retrain_sensor")
-
-
-def land(settings: Settings, batches: int, rows: int, seed: int) -> None:
-    simulate(settings, SimulationOptions(batches=batches, rows=rows, seed=seed))
 
 
 def labelled_rows_after(settings: Settings, batch_id: int) -> int:
@@ -50,86 +43,11 @@ def run_ct(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteIn
     )
 
 
-# ------------------------------------------------------------------------------------- landing_sensor
-
-
-def test_landing_sensor_skips_when_no_file_is_ready(settings: Settings, instance: dg.DagsterInstance) -> None:
-    result, cursor = tick(landing_sensor, instance)
-    assert isinstance(result, dg.SkipReason)
-    assert "no ready files" in (result.skip_message or "")
-    # Files still being written (producer convention) are not ready either.
-    settings.paths.landing.mkdir(parents=True, exist_ok=True)
-    (settings.paths.landing / ".delta_1.parquet").write_bytes(b"partial")
-    (settings.paths.landing / "delta_2.parquet.part").write_bytes(b"partial")
-    (settings.paths.landing / "delta_3.csv.tmp").write_bytes(b"partial")
-    result, cursor = tick(landing_sensor, instance)
-    assert isinstance(result, dg.SkipReason)
-    assert "no ready files" in (result.skip_message or "")
-    assert cursor is None
-
-
-def _signature(settings: Settings) -> str:
-    files = landing.ready_files(settings.paths.landing)
-    text = "\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def test_landing_sensor_requests_an_ingest_run_and_records_the_files_in_its_cursor(
-    warehouse: Settings, instance: dg.DagsterInstance
-) -> None:
-    land(warehouse, batches=2, rows=300, seed=1)
-    sig = _signature(warehouse)
-
-    result, cursor = tick(landing_sensor, instance)
-    assert isinstance(result, dg.RunRequest)
-    assert result.run_key == f"ingest-{sig}-1"
-    assert result.tags["ct_assets/trigger"] == "landing"
-    assert result.tags["ct_assets/files"] == "2"
-    assert json.loads(cursor or "") == {"signature": sig, "attempt": 1, "files": 2}
-
-    # The same files still there on the next tick (the run failed, say): a new attempt, a new run key.
-    again, cursor2 = tick(landing_sensor, instance, cursor)
-    assert isinstance(again, dg.RunRequest)
-    assert again.run_key == f"ingest-{sig}-2"
-    assert json.loads(cursor2 or "") == {"signature": sig, "attempt": 2, "files": 2}
-
-    # A new file lands: a new signature, attempts start over.
-    land(warehouse, batches=1, rows=300, seed=1)
-    sig3 = _signature(warehouse)
-    assert sig3 != sig
-    third, cursor3 = tick(landing_sensor, instance, cursor2)
-    assert isinstance(third, dg.RunRequest)
-    assert third.run_key == f"ingest-{sig3}-1"
-    assert json.loads(cursor3 or "") == {"signature": sig3, "attempt": 1, "files": 3}
-
-    # Once ingested, the landing folder is empty again: skip, cursor left as it was.
-    ingest_landed_files(warehouse)
-    done, cursor4 = tick(landing_sensor, instance, cursor3)
-    assert isinstance(done, dg.SkipReason)
-    assert cursor4 == cursor3
-
-
-def test_landing_sensor_waits_while_an_ingest_run_is_in_flight(
-    warehouse: Settings, instance: dg.DagsterInstance
-) -> None:
-    land(warehouse, batches=1, rows=300, seed=2)
-    instance.create_run_for_job(
-        job_def=defs.resolve_job_def("ingest_job"), status=dg.DagsterRunStatus.STARTED
-    )
-    result, cursor = tick(landing_sensor, instance, cursor=None)
-    assert isinstance(result, dg.SkipReason)
-    assert "in flight" in (result.skip_message or "")
-    assert cursor is None
-
-
-# ------------------------------------------------------------------------------------- retrain_sensor
-
-
 def test_retrain_sensor_skips_when_the_warehouse_does_not_exist(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:
     assert not settings.paths.warehouse.exists()
-    result, cursor = tick(retrain_sensor, instance, cursor='{"requested_batch": 7}')
+    result, cursor = tick("retrain_sensor", instance, cursor='{"requested_batch": 7}')
     assert isinstance(result, dg.SkipReason)
     assert "no warehouse" in (result.skip_message or "")
     assert cursor == '{"requested_batch": 7}'
@@ -137,7 +55,7 @@ def test_retrain_sensor_skips_when_the_warehouse_does_not_exist(
 
 
 def test_retrain_sensor_skips_before_any_data(warehouse: Settings, instance: dg.DagsterInstance) -> None:
-    result, cursor = tick(retrain_sensor, instance)
+    result, cursor = tick("retrain_sensor", instance)
     assert isinstance(result, dg.SkipReason)
     assert "no data ingested yet" in (result.skip_message or "")
     assert cursor is None
@@ -148,7 +66,7 @@ def test_retrain_sensor_skips_below_the_threshold(warehouse: Settings, instance:
     ingest_landed_files(warehouse)
     labelled = labelled_rows_after(warehouse, 0)
     assert 0 < labelled < warehouse.min_new_rows
-    result, cursor = tick(retrain_sensor, instance)
+    result, cursor = tick("retrain_sensor", instance)
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message == (
         f"no trigger due: {labelled} labelled rows since the start (no champion yet), threshold 1000"
@@ -164,7 +82,7 @@ def test_retrain_sensor_requests_one_ct_run_per_newest_batch(
     labelled = labelled_rows_after(warehouse, 0)
     assert labelled >= warehouse.min_new_rows
 
-    result, cursor = tick(retrain_sensor, instance)
+    result, cursor = tick("retrain_sensor", instance)
     assert isinstance(result, dg.RunRequest)
     assert result.run_key == "ct-batch-3"
     # No golden set yet: the run builds it first.
@@ -179,7 +97,7 @@ def test_retrain_sensor_requests_one_ct_run_per_newest_batch(
         "trigger": "rows",
     }
 
-    again, cursor2 = tick(retrain_sensor, instance, cursor)
+    again, cursor2 = tick("retrain_sensor", instance, cursor)
     assert isinstance(again, dg.SkipReason)
     assert "already requested for data up to batch 3" in (again.skip_message or "")
     assert cursor2 == cursor
@@ -193,14 +111,14 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     land(settings, batches=3, rows=3000, seed=5)
     ingest_landed_files(settings)
 
-    first, cursor = tick(retrain_sensor, instance)
+    first, cursor = tick("retrain_sensor", instance)
     assert isinstance(first, dg.RunRequest)
     assert first.run_key == "ct-batch-3"
     assert run_ct(instance, first).success
     assert champion(settings) == "v0001"
 
     # Right after a promotion nothing is new: below the threshold, cursor untouched.
-    idle, cursor_idle = tick(retrain_sensor, instance, cursor)
+    idle, cursor_idle = tick("retrain_sensor", instance, cursor)
     assert isinstance(idle, dg.SkipReason)
     assert "0 labelled rows since champion v0001's training" in (idle.skip_message or "")
     assert cursor_idle == cursor
@@ -209,7 +127,7 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     settings = make_settings(**small(training=WEAK))
     land(settings, batches=1, rows=3000, seed=5)
     ingest_landed_files(settings)
-    second, cursor = tick(retrain_sensor, instance, cursor)
+    second, cursor = tick("retrain_sensor", instance, cursor)
     assert isinstance(second, dg.RunRequest)
     assert second.run_key == "ct-batch-4"
     # The golden set exists now: it is not rebuilt.
@@ -224,7 +142,7 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     assert champion(settings) == "v0001"
 
     # The champion's watermark did not move, so the rows still count, but this batch was requested.
-    same, cursor_same = tick(retrain_sensor, instance, cursor)
+    same, cursor_same = tick("retrain_sensor", instance, cursor)
     assert isinstance(same, dg.SkipReason)
     assert "already requested for data up to batch 4" in (same.skip_message or "")
     assert cursor_same == cursor
@@ -232,7 +150,7 @@ def test_retrain_sensor_requests_again_after_a_blocked_challenger_once_new_data_
     # More data lands: a new request, counting every row since the (unchanged) champion's training.
     land(settings, batches=1, rows=3000, seed=5)
     ingest_landed_files(settings)
-    third, cursor3 = tick(retrain_sensor, instance, cursor)
+    third, cursor3 = tick("retrain_sensor", instance, cursor)
     assert isinstance(third, dg.RunRequest)
     assert third.run_key == "ct-batch-5"
     rows_since = labelled_rows_after(settings, 3)
@@ -253,7 +171,7 @@ def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
     snapshot_path(warehouse).unlink()
     with holding(warehouse, "rw") as holder:
         pid = holder.pid
-        result, cursor = tick(retrain_sensor, instance)
+        result, cursor = tick("retrain_sensor", instance)
         assert isinstance(result, dg.SkipReason)
         message = result.skip_message or ""
         assert "locked by another process" in message
@@ -261,13 +179,10 @@ def test_retrain_sensor_skips_while_another_process_holds_the_warehouse(
         assert cursor is None
 
     # Released: the next tick requests the run.
-    result, cursor = tick(retrain_sensor, instance)
+    result, cursor = tick("retrain_sensor", instance)
     assert isinstance(result, dg.RunRequest)
     assert result.run_key == "ct-batch-3"
     assert json.loads(cursor or "")["requested_batch"] == 3
-
-
-# ------------------------------------------------------------------------- the trigger-input snapshot
 
 
 def test_every_writer_leaves_a_snapshot_the_sensor_answers_from_even_while_the_warehouse_is_held(
@@ -285,7 +200,7 @@ def test_every_writer_leaves_a_snapshot_the_sensor_answers_from_even_while_the_w
     # A writer that has not written anything yet changes no file: the snapshot still holds, and the
     # tick needs no DuckDB connection at all (the one it would open is locked).
     with holding(warehouse, "rw"):
-        result, _ = tick(retrain_sensor, instance)
+        result, _ = tick("retrain_sensor", instance)
         assert isinstance(result, dg.RunRequest)
         assert result.run_key == "ct-batch-3"
 

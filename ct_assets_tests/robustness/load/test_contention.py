@@ -41,7 +41,7 @@ from ct_assets.config import Settings
 from ct_assets.core.ingest import landing
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.defs.constants import BATCH_TAG
-from ct_assets.errors import ConfigError, WarehouseBusy
+from ct_assets.errors import WarehouseBusy
 from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, generate_rows, simulate
 from ct_assets_tests.helpers.config import CHECKOUT, small
@@ -717,24 +717,3 @@ def test_a_reader_holding_the_warehouse_stalls_writers_and_export_does_not_hold_
         assert exporter.is_alive() and not exported  # still waiting
     exporter.join(timeout=60)
     assert exported["written"] is True and exported["tables"]["raw_deltas"] == 600
-
-
-def test_the_sensor_interval_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ct_assets.defs.build import build_definitions
-    from ct_assets.defs.constants import SENSOR_INTERVAL_ENV
-
-    def intervals() -> dict[str, int | None]:
-        return {
-            s.name: s.minimum_interval_seconds
-            for s in build_definitions().sensors or []
-            if s.name != "run_failure_alert_sensor"
-        }
-
-    monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
-    assert intervals() == {"landing_sensor": 5, "retrain_sensor": 10}
-    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "1")
-    assert intervals() == {"landing_sensor": 1, "retrain_sensor": 1}
-    for bad in ("0", "-1", "1.5", "soon"):
-        monkeypatch.setenv(SENSOR_INTERVAL_ENV, bad)
-        with pytest.raises(ConfigError, match=SENSOR_INTERVAL_ENV):
-            build_definitions()
