@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
+from ct_assets.common.clock import utc_now
 from ct_assets.tools.simulator import SimulationOptions, generate_rows
 
 SMALL_MODEL = {"num_iterations": 20, "num_leaves": 15, "min_data_in_leaf": 20}  # [training] of a quick model
@@ -37,3 +38,18 @@ def delta_frame(first_id: int, n: int, seed: int, now: datetime) -> pl.DataFrame
         pl.Series("label", label).scatter([3, 11], None),
         pl.col("event_time").cast(pl.Datetime("us")),
     )
+
+
+def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.DataFrame:
+    """n rows of the default schema (simulated), ids from seed * 1e6, event times ending just before `end`."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    end = end or utc_now() - timedelta(minutes=5)
+    times = [end - timedelta(seconds=60 * (n - i)) for i in range(n)]
+    return pl.DataFrame(
+        {
+            "event_time": times,
+            "row_id": np.arange(seed * 1_000_000, seed * 1_000_000 + n, dtype=np.int64),
+            **data,
+        }
+    ).with_columns(pl.col("event_time").cast(pl.Datetime("us")))

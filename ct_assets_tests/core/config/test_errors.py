@@ -13,7 +13,6 @@ from ct_assets_tests.helpers.config import write_text as write
 # clear the slices, so that the only thing wrong in them is the one value under test.
 OWN_FEATURES = '[columns]\nslices = []\n[features.amount]\nkind = "numeric"\n'
 
-
 BAD_VALUES = {
     "unknown top-level key": ('colour = "red"\n', ["colour", "not a known setting"]),
     "unknown key in a table": ("[gate]\ntolerence = 0.1\n", ["[gate] tolerence", "not a known setting"]),
