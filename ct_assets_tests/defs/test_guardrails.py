@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -91,41 +92,97 @@ def test_cycle_over_its_training_budget_fails_with_one_line_and_the_champion_unc
 # ------------------------------------------------------------------------------- wall-clock guard
 
 
-@pytest.fixture
-def writer_held_for(champion_v1: Settings) -> Iterator[Callable[[float], threading.Thread]]:
-    """hold(seconds): another holder keeps the warehouse's writer lock that long (a slow writer)."""
-    threads: list[threading.Thread] = []
+HOLD_LIMIT_SECONDS = 120  # a holder whose condition never comes true lets go then, and the test fails
 
-    def hold(seconds: float) -> threading.Thread:
+
+@dataclass
+class Hold:
+    """A slow writer holding the warehouse's writer lock in a thread until a condition is true."""
+
+    thread: threading.Thread
+    released: float | None = None  # time.time() just before it let go
+    gave_up: bool = False  # let go after HOLD_LIMIT_SECONDS, the condition still false
+
+
+@pytest.fixture
+def writer_held_until(champion_v1: Settings) -> Iterator[Callable[[Callable[[], bool]], Hold]]:
+    """hold(until): another holder takes the warehouse's writer lock now and keeps it until `until()` is
+    true (asked every 50 ms), as a slow writer would."""
+    holds: list[Hold] = []
+
+    def hold(until: Callable[[], bool]) -> Hold:
         taken = threading.Event()
 
         def holder() -> None:
+            deadline = time.monotonic() + HOLD_LIMIT_SECONDS
             with writer_lock(champion_v1.paths.warehouse, 30):
                 taken.set()
-                time.sleep(seconds)
+                while not until():
+                    if time.monotonic() > deadline:
+                        held.gave_up = True
+                        break
+                    time.sleep(0.05)
+                held.released = time.time()
 
-        thread = threading.Thread(target=holder, daemon=True)
-        thread.start()
+        held = Hold(threading.Thread(target=holder, daemon=True))
+        held.thread.start()
         assert taken.wait(10)
-        threads.append(thread)
-        return thread
+        holds.append(held)
+        return held
 
     yield hold
-    for thread in threads:
-        thread.join(30)
+    for held in holds:
+        held.thread.join(HOLD_LIMIT_SECONDS + 30)
+
+
+def step_waited_past(
+    instance: dg.DagsterInstance, earlier_runs: set[str], step: str, seconds: float
+) -> Callable[[], bool]:
+    """True once the first run not in `earlier_runs` has started `step` and has been running (since its
+    RUN_START, the time the wall-clock guard counts from) for more than `seconds`."""
+
+    def ready() -> bool:
+        try:
+            new = [r.run_id for r in instance.get_runs(limit=5) if r.run_id not in earlier_runs]
+            if not new:
+                return False
+            started = instance.get_run_stats(new[0]).start_time
+            steps = instance.all_logs(new[0], of_type=dg.DagsterEventType.STEP_START)
+        except Exception:  # the run's storage being written at this very moment: ask again
+            return False
+        return (
+            started is not None and any(e.step_key == step for e in steps) and time.time() - started > seconds
+        )
+
+    return ready
 
 
 def test_the_wall_clock_guard_stops_an_in_process_ct_run_with_its_reason(
     champion_v1: Settings,
     make_settings: Callable[..., Settings],
     instance: dg.DagsterInstance,
-    writer_held_for: Callable[[float], threading.Thread],
+    writer_held_until: Callable[[Callable[[], bool]], Hold],
 ) -> None:
-    """The run's first step waits 2.5 s for a slow writer; with max_run_seconds = 1 the next step refuses."""
-    settings = make_settings(**small(guardrails={"max_run_seconds": 1}))
-    writer_held_for(2.5)
-    result = run(instance, "ct_job", selection=["golden_dataset", *CT_STEPS])
+    """The run's first step waits for a slow writer until the run has been going for longer than
+    max_run_seconds = 1 (half a second longer); then the next step refuses to start.
 
+    The writer is released on that condition, not after a fixed time: a fixed hold that began before
+    the run could run out while a slow run setup was still going on, and the guard would then stop a
+    later step instead."""
+    settings = make_settings(**small(guardrails={"max_run_seconds": 1}))
+    earlier = {r.run_id for r in instance.get_runs()}
+    held = writer_held_until(step_waited_past(instance, earlier, "golden_dataset", 1.5))
+    result = run(instance, "ct_job", selection=["golden_dataset", *CT_STEPS])
+    held.thread.join(HOLD_LIMIT_SECONDS + 30)
+
+    assert not held.gave_up, "the run never started golden_dataset while the writer was held"
+    assert held.released is not None
+    (golden_done,) = [
+        e
+        for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        if e.step_key == "golden_dataset"
+    ]
+    assert golden_done.timestamp >= held.released  # it did wait for the slow writer
     assert not result.success
     assert failed_steps(result) == ["training_dataset"]
     message = failure_message(result)
