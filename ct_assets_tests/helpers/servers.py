@@ -97,16 +97,18 @@ def graphql(port: int, query: str) -> dict[str, Any]:
 
 
 # Dagster's sensor daemon waits until MIN_INTERVAL_LOOP_TIME (5 s) has passed between iterations, whatever
-# a sensor's minimum interval; no public setting lowers it, so a daemon whose sensors must tick every
-# second is this private constant patched, then `dagster-daemon run`'s own entry point.
+# a sensor's minimum interval. No public setting lowers it (dagster.yaml's `sensors` table has none), so a
+# daemon whose sensors must tick every second is this private constant patched, then the `dagster-daemon`
+# console script's own entry point (found through its public entry-point metadata) in the same process.
 FAST_SENSOR_DAEMON = """
 import sys
+from importlib.metadata import entry_points
 import dagster._daemon.sensor as sensor_daemon
 assert hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"), "Dagster moved its sensor loop constant"
 sensor_daemon.MIN_INTERVAL_LOOP_TIME = float(sys.argv.pop(1))
-from dagster._daemon.cli import main
+(script,) = entry_points(group="console_scripts", name="dagster-daemon")
 sys.argv[0] = "dagster-daemon"
-sys.exit(main())
+sys.exit(script.load()())
 """
 
 

@@ -1,8 +1,9 @@
-"""Ingest and its Great Expectations suite: good files go in, bad ones are quarantined whole, with a reason.
+"""Ingest: good Parquet and CSV files go in unchanged and in landing order, the same bytes under another
+name once, rows whose id exists are dropped and counted, bad files are quarantined whole with a one-line
+reason, and the ingest log accounts for every file.
 
 Great Expectations costs about a second per validated file, so one landing folder holding every kind of
-good and bad file is ingested once for the module, and each test asserts on its outcome.
-"""
+good and bad file is ingested once for the module, and each test asserts on its outcome."""
 
 import os
 import shutil

@@ -16,7 +16,7 @@ from ct_assets.store.warehouse import connect_reader, init_warehouse
 from ct_assets.tools.simulator import SimulationOptions, simulate
 from ct_assets_tests.helpers.config import WEAK, small
 from ct_assets_tests.helpers.runs import BLOCKING_CHECKS as BLOCKING
-from ct_assets_tests.helpers.runs import GX_CHECKS, error_chain, materialized, metadata, run
+from ct_assets_tests.helpers.runs import GX_CHECKS, error_chain, materialized, metadata, records, run
 from ct_assets_tests.helpers.runs import check_evaluations as check_results
 from ct_assets_tests.helpers.warehouse import champion, ledger
 
@@ -165,7 +165,7 @@ def test_blocked_challenger_needs_a_person_and_rollback_restores_the_champion(
 
 
 def _table(check: Any) -> list[dict[str, Any]]:
-    return [r.data for r in check.metadata["expectations"].records]
+    return records(check.metadata["expectations"])
 
 
 def test_bad_files_are_quarantined_beside_good_ones(

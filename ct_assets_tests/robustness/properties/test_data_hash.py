@@ -1,4 +1,4 @@
-"""(b) The data hash changes when any single value changes (floats by their bits) and does not change
+"""The data hash changes when any single value changes (floats by their bits) and does not change
 when rows are reordered."""
 
 import struct

@@ -1,4 +1,4 @@
-"""(c) A delta that validation rejects (one value out of range, missing, of an unknown category or class,
+"""A delta that validation rejects (one value out of range, missing, of an unknown category or class,
 a repeated id, a time out of its window, a missing or mistyped column, no rows, or a truncated file) is
 quarantined whole: nothing of it is appended, and the file sits in the quarantine with its reason."""
 

@@ -1,4 +1,4 @@
-"""(a) A delta that passes validation comes back from the warehouse exactly as it went in (values and
+"""A delta that passes validation comes back from the warehouse exactly as it went in (values and
 types, in canonical order), whatever representation the file used for it; its recorded data hash is the
 hash of exactly those rows, and the file is archived as landed.
 
