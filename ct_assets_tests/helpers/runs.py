@@ -1,6 +1,7 @@
 """The project's jobs run in-process on a test instance, its sensors ticked as the daemon would, and
 what a run recorded (materializations, check evaluations, failed steps)."""
 
+import functools
 from typing import Any
 
 import dagster as dg
@@ -44,11 +45,17 @@ def run(
     )
 
 
+@functools.cache
+def sensor_def(name: str) -> dg.SensorDefinition:
+    """The project's sensor called `name` (looked up once per process)."""
+    return defs.get_sensor_def(name)
+
+
 def tick(
     sensor: str | dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None
 ) -> tuple[Any, str | None]:
     """Evaluate a sensor of the project once, as the daemon would; its result and the cursor it leaves."""
-    definition = defs.get_sensor_def(sensor) if isinstance(sensor, str) else sensor
+    definition = sensor_def(sensor) if isinstance(sensor, str) else sensor
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"settings": SettingsResource()}
     )
