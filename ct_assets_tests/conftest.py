@@ -1,53 +1,22 @@
-"""Shared fixtures: a project folder in a temporary directory, with its own config, warehouse and
-Dagster instance. Nothing is written into the checkout."""
+"""Fixtures of every test folder: a project folder in a temporary directory, with its own config,
+warehouse and Dagster instance. Nothing is written into the checkout."""
 
 import os
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ct_assets.config import Settings, default_config_text, load_settings
+from ct_assets.config import Settings, load_settings
+from ct_assets_tests.helpers.config import write_config
 
 # Hypothesis keeps its example database under the working directory unless told otherwise: tests
 # write nothing into the checkout.
 os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "ct_assets_hypothesis")
 )
-
-CONTRACT_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "cli_contract.py"
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + "}"
-    raise TypeError(type(v))
-
-
-def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
-    """Write a TOML file holding the given tables (merged by ct_assets over its defaults)."""
-    lines = []
-    for table, values in tables.items():
-        if table == "" or not isinstance(values, dict):
-            continue
-        lines.append(f"[{table}]")
-        lines += [f'"{k}" = {_toml_value(v)}' for k, v in values.items()]
-        lines.append("")
-    top = tables.get("", {})
-    head = [f'"{k}" = {_toml_value(v)}' for k, v in top.items()]
-    path.write_text("\n".join([*head, "", *lines]))
-    return path
 
 
 @pytest.fixture
@@ -99,7 +68,3 @@ def instance(project: Path) -> Iterator[Any]:
 
     with dg.instance_for_test(temp_dir=os.environ["DAGSTER_HOME"]) as inst:
         yield inst
-
-
-def default_tables() -> dict[str, Any]:
-    return tomllib.loads(default_config_text())

@@ -1,1 +1,1 @@
-"""End-to-end tests: the command line and the whole loop on small synthetic data."""
+"""End to end: the ct-assets console script, the Dagster web server, the daemon and the demo, as processes."""

@@ -40,8 +40,7 @@ from ct_assets.tools.backtest import (
 )
 from ct_assets.tools.backtest_report import Progress, format_table, render_html
 from ct_assets.tools.simulator import SimulationOptions, simulate
-from ct_assets_tests.conftest import write_config
-from ct_assets_tests.helpers import small
+from ct_assets_tests.helpers.config import small, write_config
 
 FILES, ROWS = 4, 2000
 ENV_KEYS = ("DAGSTER_HOME", "CT_ASSETS_CONFIG")

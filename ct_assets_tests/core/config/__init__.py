@@ -1,0 +1,1 @@
+"""The TOML configuration: defaults, merging, paths, the effective config, one-line errors."""

@@ -1,0 +1,1 @@
+"""The golden set and the recorded training data set over the append-only warehouse."""

@@ -1,0 +1,1 @@
+"""Ingest: the landing folder convention, the Great Expectations suite, the append into the warehouse."""

@@ -1,0 +1,1 @@
+"""LightGBM training, the model files and their card, and the metrics."""

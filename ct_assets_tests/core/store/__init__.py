@@ -1,0 +1,1 @@
+"""The storage layer: content hashes of rows, data sets and files."""

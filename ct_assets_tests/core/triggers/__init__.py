@@ -1,0 +1,1 @@
+"""The retrain decision and freshness, read from the ingest log and the registry."""

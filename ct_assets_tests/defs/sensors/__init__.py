@@ -1,0 +1,1 @@
+"""Sensors evaluated with build_sensor_context: run requests, skip reasons and cursors."""

@@ -1,0 +1,55 @@
+"""Small frames of the default schema, drawn from the simulator with a fixed seed."""
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from ct_assets.common.clock import utc_now
+from ct_assets.tools.simulator import SimulationOptions, generate_rows
+
+SMALL_MODEL = {"num_iterations": 20, "num_leaves": 15, "min_data_in_leaf": 20}  # [training] of a quick model
+
+
+def churn_frame(n: int, seed: int) -> pl.DataFrame:
+    """n labelled rows, one second apart from 2025-01-01, ids 1..n."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    start = datetime(2025, 1, 1)
+    return pl.DataFrame(
+        {
+            "event_time": [start + timedelta(seconds=i) for i in range(n)],
+            "row_id": np.arange(1, n + 1),
+            **data,
+        }
+    )
+
+
+def delta_frame(first_id: int, n: int, seed: int, now: datetime) -> pl.DataFrame:
+    """n rows of the default schema as a producer lands them: ids from first_id, a minute apart from ten
+    days before `now`, rows 3 and 11 not labelled yet."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    label = data.pop("label")
+    times = [now - timedelta(days=10) + timedelta(minutes=first_id + i) for i in range(n)]
+    return pl.DataFrame(
+        {"event_time": times, "row_id": np.arange(first_id, first_id + n, dtype=np.int64), **data}
+    ).with_columns(
+        pl.Series("label", label).scatter([3, 11], None),
+        pl.col("event_time").cast(pl.Datetime("us")),
+    )
+
+
+def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.DataFrame:
+    """n rows of the default schema (simulated), ids from seed * 1e6, event times ending just before `end`."""
+    rng = np.random.default_rng(seed)
+    data = generate_rows(rng, n, SimulationOptions(batches=1, rows=n, seed=seed))
+    end = end or utc_now() - timedelta(minutes=5)
+    times = [end - timedelta(seconds=60 * (n - i)) for i in range(n)]
+    return pl.DataFrame(
+        {
+            "event_time": times,
+            "row_id": np.arange(seed * 1_000_000, seed * 1_000_000 + n, dtype=np.int64),
+            **data,
+        }
+    ).with_columns(pl.col("event_time").cast(pl.Datetime("us")))

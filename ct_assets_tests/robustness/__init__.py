@@ -1,0 +1,1 @@
+"""Robustness: bad inputs, killed processes, security properties, load and contention, properties."""

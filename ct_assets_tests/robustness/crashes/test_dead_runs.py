@@ -1,0 +1,47 @@
+"""Runs left STARTED: only those of a `ct-assets` process that is gone are marked failed (by the next
+sensor tick), the landing sensor waits while that process lives, and runs without the CLI's tags are
+left to Dagster's run monitoring."""
+
+import socket
+import subprocess
+
+import dagster as dg
+import pytest
+
+from ct_assets.commands import runs
+from ct_assets.config import Settings
+from ct_assets.definitions import defs
+from ct_assets.tools.simulator import SimulationOptions, simulate
+from ct_assets_tests.helpers.runs import tick as tick_sensor
+
+pytestmark = pytest.mark.slow
+
+
+def status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None, run_id
+    return run.status
+
+
+def test_only_runs_of_dead_processes_are_recovered(warehouse: Settings, instance: dg.DagsterInstance) -> None:
+    """A STARTED run tagged by a `ct-assets` process that is still alive keeps the landing sensor
+    waiting; once that process is gone, the next tick marks the run failed and requests an ingest run.
+    Runs without the CLI's tags (launched by the daemon) are left to Dagster's run monitoring."""
+    simulate(warehouse, SimulationOptions(batches=1, rows=300, seed=3))
+    job = defs.resolve_job_def("ingest_job")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        tags = {runs.PID_TAG: str(sleeper.pid), runs.HOST_TAG: socket.gethostname()}
+        held = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED, tags=tags)
+        waiting, _ = tick_sensor("landing_sensor", instance)
+        assert isinstance(waiting, dg.SkipReason) and "in flight" in (waiting.skip_message or "")
+        assert status(instance, held.run_id) == dg.DagsterRunStatus.STARTED
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert isinstance(tick_sensor("landing_sensor", instance)[0], dg.RunRequest)
+    assert status(instance, held.run_id) == dg.DagsterRunStatus.FAILURE
+    assert runs.recover_dead_runs(instance) == []  # nothing left to recover
+    other = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
+    assert runs.recover_dead_runs(instance) == []
+    assert status(instance, other.run_id) == dg.DagsterRunStatus.STARTED

@@ -1,0 +1,1 @@
+"""Properties of ingest, the warehouse and the data hash, on frames Hypothesis generates."""

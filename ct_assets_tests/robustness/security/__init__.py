@@ -1,0 +1,1 @@
+"""Security properties: no pickles, model files from the models folder only, quoted names, escaping."""
