@@ -98,6 +98,10 @@ def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -
     out["failed_reasons"] = failed
     if promoted:
         out["verdict"] = "promoted"
+    elif validated is not None and trained is None:
+        out["verdict"] = (
+            "unchanged"  # nothing changed since the champion's training: it was not trained again
+        )
     elif validated is not None and not validated[0]:
         out["verdict"] = "blocked"
     elif res.success:

@@ -117,6 +117,7 @@ DATASET_KEYS = {
     "golden_min_rows_per_slice",
     "exploration_target",
     "exploration_weight",
+    "golden_refresh",
 }
 GATE_KEYS = {
     "tolerance",
@@ -233,6 +234,7 @@ def _dataset(d: TableReader) -> DatasetSettings:
         golden_min_rows_per_slice=d.integer("golden_min_rows_per_slice", lo=0),
         exploration_target=d.number("exploration_target", lo=0.0, hi=1.0),
         exploration_weight=d.number("exploration_weight", lo=0.0),
+        golden_refresh=d.number("golden_refresh", lo=0.0, hi=1.0),
     )
 
 

@@ -64,6 +64,7 @@ class DatasetSettings:
     golden_min_rows_per_slice: int
     exploration_target: float = 0.0
     exploration_weight: float = 1.0
+    golden_refresh: float = 0.1  # share of changed rows that makes a new golden version (0: frozen)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ of time) and slice cell, with every slice value raised to golden_min_rows_per_sl
 has them. It is identified by its content hash.
 
 Each CT run refreshes it when the candidate differs from the active version in at least
-REFRESH_FRACTION of its rows, or the active one holds rows of a batch held back since (a ledger row
-`golden_refreshed` says what changed); `ct-assets golden rebuild --reason` forces a new version
+[dataset] golden_refresh of its rows, or the active one holds rows of a batch held back since (a ledger
+row `golden_refreshed` says what changed); with golden_refresh = 0 the set stays frozen (the rows of
+held-back batches still leave it). `ct-assets golden rebuild --reason` forces a new version
 (`golden_rebuilt`). Champion and challenger are always compared on the same, active version. Versions'
 rows are kept (golden_rows), never deleted: older validations and `reproduce` name them.
 """
@@ -40,7 +41,6 @@ from ct_assets.store.sql import fetch_one, fetch_value, next_id, quote
 from ct_assets.store.warehouse import transaction
 
 PERIODS = 12  # equal spans of the window's time the golden sample is stratified over
-REFRESH_FRACTION = 0.1  # share of changed rows (added or removed) that makes a new golden version
 
 
 @dataclass(frozen=True)
@@ -269,8 +269,8 @@ def read_golden(
 
 def ensure_golden(s: Settings, *, rebuild: bool, reason: str, run_id: str) -> tuple[GoldenInfo, bool]:
     """The golden version to compare on now: the active one, or a new one from the reserve when there is
-    none, when the reserve moved by REFRESH_FRACTION of its rows (or the active one holds rows of a
-    batch held back since), or on request (`rebuild`, with a reason). A new version that replaces
+    none, when the reserve moved by [dataset] golden_refresh of its rows (or the active one holds rows of
+    a batch held back since), or on request (`rebuild`, with a reason). A new version that replaces
     another gets a ledger row saying what changed. Returns the version and whether it is new."""
     if rebuild and not reason.strip():
         raise DataError("rebuilding the golden set needs a reason")
@@ -334,4 +334,5 @@ def _material_change(
         )
         if stale:
             return True
-    return changed >= REFRESH_FRACTION * max(count, 1)
+    share = s.dataset.golden_refresh
+    return share > 0 and changed >= share * max(count, 1)

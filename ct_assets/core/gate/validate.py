@@ -79,7 +79,7 @@ def validate_challenger(
     v = Validation(version, champion_version, result, meta, files, primary, data)
     failpoints.hit("validate.before_ledger")
     _record(s, ds, v, run_id, now)
-    if not result.passed:
+    if not result.passed and version != champion_version:  # the champion against itself blocks nothing
         _alert_block(s, v, now, logger)
     watch.lap("ledger and alerts")
     v.seconds = watch.seconds
@@ -134,7 +134,7 @@ def _record(s: Settings, ds: DatasetInfo, v: Validation, run_id: str, now: Any) 
             report_path=str(v.files.html),
             run_id=run_id,
         )
-        if not result.passed:
+        if not result.passed and v.version != v.champion_version:
             registry.record(
                 con,
                 action="blocked",

@@ -76,7 +76,7 @@ def test_clearly_worse_challenger_fails_regression(settings: Settings) -> None:
 
 
 def test_drop_within_tolerance_passes(make_settings: Callable[..., Settings]) -> None:
-    s = make_settings(gate={"tolerance": 0.5, "slice_tolerance": 0.5})
+    s = make_settings(gate={"tolerance": 0.5, "slice_tolerance": 0.5, "golden_tolerance": 0.5})
     result = gate.evaluate(s, two_sets(challenger_strength=0.3))
     assert result.passed, result.failed_checks
 

@@ -2,6 +2,7 @@
 the command line (the champion at a past time, a rollback that scores its target on the golden set)."""
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,10 +12,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from ct_assets.commands.cycle import run_cycle
 from ct_assets.commands.status import status
 from ct_assets.config import Settings
 from ct_assets.core import registry
+from ct_assets.core.datasets import overlap, training
 from ct_assets.core.datasets.golden import active_golden, read_golden
+from ct_assets.core.datasets.training import load_dataset, read_split
 from ct_assets.core.modeling.metrics import all_metrics
 from ct_assets.core.modeling.model import labels, load_version
 from ct_assets.store.schema import SCHEMA_VERSION, raw_delta_columns
@@ -46,8 +50,9 @@ def promoted(make_settings: Callable[..., Settings], instance: dg.DagsterInstanc
 
 @pytest.mark.slow
 def test_golden_rebuild_from_the_command_line_is_recorded_in_the_ledger(
-    promoted: Settings, project: Path, instance: dg.DagsterInstance
+    promoted: Settings, project: Path, instance: dg.DagsterInstance, make_settings: Callable[..., Settings]
 ) -> None:
+    make_settings(**small(dataset={"golden_fraction": 0.2, "golden_refresh": 0.0}))  # a frozen golden set
     with connect_reader(promoted) as con:
         old = active_golden(con)
         old_rows = read_golden(con, promoted, old.golden_hash) if old else None
@@ -78,7 +83,9 @@ def test_golden_rebuild_from_the_command_line_is_recorded_in_the_ledger(
 
     entry = ledger(promoted)[0]
     assert entry.action == "golden_rebuilt"
-    assert entry.metrics == {"old_golden_hash": old.golden_hash, "new_golden_hash": new.golden_hash}
+    assert entry.metrics["old_golden_hash"] == old.golden_hash
+    assert entry.metrics["new_golden_hash"] == new.golden_hash
+    assert entry.metrics["previous"] == old.golden_hash and entry.metrics["rows_added"] > 0
     assert entry.reason == reason
     assert entry.actor == registry.actor()
     assert entry.data_hash == new.golden_hash
@@ -103,38 +110,84 @@ def test_golden_rebuild_needs_a_reason(promoted: Settings, project: Path) -> Non
         assert con.execute("SELECT count(*) FROM golden_versions").fetchall() == [(1,)]
 
 
-def test_a_golden_row_landed_again_under_a_new_id_stops_training(
-    promoted: Settings, instance: dg.DagsterInstance
-) -> None:
-    """The blocking check on training_dataset finds golden rows by content, not only by id: the run
-    stops before a challenger is trained on them."""
-    with connect_reader(promoted) as con:
+def reland_golden_rows(settings: Settings, instance: dg.DagsterInstance, rows: int = 25) -> int:
+    """Land `rows` rows of the active golden set again under new ids (what real data does: distinct
+    rows that agree on every configured column); returns the largest id before them."""
+    with connect_reader(settings) as con:
         golden = active_golden(con)
         assert golden is not None
-        rows = read_golden(con, promoted, golden.golden_hash).head(25)
+        frame = read_golden(con, settings, golden.golden_hash).head(rows)
         (max_id,) = con.execute("SELECT max(row_id) FROM raw_deltas").fetchone()
-    columns = [n for n, _ in raw_delta_columns(promoted)]
-    again = rows.with_columns(
-        pl.int_range(max_id + 1, max_id + 1 + rows.height, dtype=pl.Int64).alias("row_id")
+    columns = [n for n, _ in raw_delta_columns(settings)]
+    again = frame.with_columns(
+        pl.int_range(max_id + 1, max_id + 1 + frame.height, dtype=pl.Int64).alias("row_id")
     )
-    again.select(columns).write_parquet(promoted.paths.landing / "relanded.parquet")
-    ingest = run(instance, "ingest_job")
-    assert ingest.success
-    with connect_reader(promoted) as con:
-        assert con.execute("SELECT count(*) FROM raw_deltas WHERE row_id > ?", [max_id]).fetchall() == [(25,)]
+    again.select(columns).write_parquet(settings.paths.landing / "relanded.parquet")
+    assert run(instance, "ingest_job").success
+    with connect_reader(settings) as con:
+        assert con.execute("SELECT count(*) FROM raw_deltas WHERE row_id > ?", [max_id]).fetchall() == [
+            (rows,)
+        ]
+    return int(max_id)
 
-    stopped = run(instance, "ct_job")
-    assert not stopped.success
-    leak = check(stopped, EXCLUDES_GOLDEN)
-    assert not leak.passed
-    assert leak.severity == dg.AssetCheckSeverity.ERROR
-    assert leak.metadata["overlap_by_key"].value == 0
-    assert leak.metadata["overlap_by_content"].value == 25
-    assert "25 by content" in leak.description
-    examples = leak.description.split("(e.g. ids ", 1)[1].rstrip(")").split(", ")
+
+def not_in_reserve(settings: Settings, max_id: int) -> int:
+    with connect_reader(settings) as con:
+        (n,) = con.execute(
+            "SELECT count(*) FROM raw_deltas WHERE row_id > ? AND NOT _reserve", [max_id]
+        ).fetchone()
+    return int(n)
+
+
+def test_a_golden_row_landed_again_under_a_new_id_is_left_out_of_training(
+    promoted: Settings, instance: dg.DagsterInstance
+) -> None:
+    """Rows equal in content (event time and features) to a reserve row under another id are left out of
+    the training selection and counted; the check on the materialized rows finds no golden row, and the
+    CT run trains and decides."""
+    max_id = reland_golden_rows(promoted, instance)
+    result = run(instance, "ct_job")
+    assert "challenger_model" in materialized(result)
+    leak = check(result, EXCLUDES_GOLDEN)
+    assert leak.passed, leak.description
+    assert (leak.metadata["overlap_by_key"].value, leak.metadata["overlap_by_content"].value) == (0, 0)
+    (ds,) = result.asset_materializations_for_node("training_dataset")
+    outside = not_in_reserve(promoted, max_id)  # the re-landed rows whose new id fell outside the reserve
+    assert outside > 0
+    assert ds.metadata["rows_left_out_same_content_as_reserve"].value >= outside
+    assert ds.metadata["rows_left_out_golden_reserve"].value > 0
+    with connect_reader(promoted) as con:
+        info = load_dataset(con, ds.metadata["dataset_hash"].value)
+        ids = pl.concat([read_split(con, promoted, info, part) for part in ("train", "holdout")])["row_id"]
+    assert int((ids > max_id).sum()) == 0
+
+
+def test_the_leak_check_stops_a_wrong_selection_and_cycle_says_which_check_and_why(
+    promoted: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check verifies the materialized rows, not the selection's intent: a selection that forgets the
+    content rule lets the re-landed golden rows in; the check fails with severity ERROR, the run stops
+    before training, and `cycle --json` names the check with its reason (its error line says why)."""
+    max_id = reland_golden_rows(promoted, instance)
+    right = training.selection_sql
+
+    def without_content_rule(*args: Any, **kwargs: Any) -> str:
+        return re.sub(
+            r"ANTI JOIN \(.*?\) r ON d\._content_hash = r\._content_hash ", "", right(*args, **kwargs)
+        )
+
+    monkeypatch.setattr(training, "selection_sql", without_content_rule)
+    monkeypatch.setattr(overlap, "selection_sql", without_content_rule)
+    out = run_cycle(promoted, force=True)
+
+    assert out["verdict"] == "failed"
+    assert out["failed_checks"] == [EXCLUDES_GOLDEN]
+    reason = out["failed_reasons"][EXCLUDES_GOLDEN]
+    assert f"{not_in_reserve(promoted, max_id)} by content" in reason
+    examples = reason.split("(e.g. ids ", 1)[1].rstrip(")").split(", ")
     assert examples and all(max_id < int(x) <= max_id + 25 for x in examples)  # the re-landed rows
-    assert [f.step_key for f in stopped.get_step_failure_events()] == ["training_dataset"]
-    assert "challenger_model" not in materialized(stopped)
+    assert out["error"].startswith(f"blocking check {EXCLUDES_GOLDEN} failed: ")
+    assert out["challenger_version"] is None
     with connect_reader(promoted) as con:
         assert registry.model_versions(con) == ["v0001"]
         assert registry.champion(con) == "v0001"
@@ -172,8 +225,9 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
             (str(SCHEMA_VERSION),)
         ]
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         assert con.execute("SELECT count(*) FROM champion_scores").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM batch_decisions").fetchall() == [(0,)]
         golden = active_golden(con)  # fails today: Binder Error, column "build_id" not found
     assert golden is not None and golden.golden_hash == "0123456789abcdef"
     assert status(warehouse)["golden_hash"] == "0123456789abcdef"  # what `ct-assets status` shows

@@ -35,9 +35,20 @@ BLOCKED_CASES = [
         [REG_GOLDEN, REG_HOLDOUT],
         id="overall-regression",
     ),
-    pytest.param({"training": WEAK, "gate": {"tolerance": 1.0}}, [SLICE], id="slice-regression-only"),
-    # The same data and parameters retrain the champion byte for byte: only the floor can fail.
-    pytest.param({"gate": {"metric_floor": 0.99}}, [FLOOR], id="below-floor"),
+    pytest.param(
+        {"training": WEAK, "gate": {"tolerance": 1.0, "golden_tolerance": 1.0}},
+        [SLICE],
+        id="slice-regression-only",
+    ),
+    # Another seed on the same data, every tolerance wide open: only the floor can fail.
+    pytest.param(
+        {
+            "training": {"seed": 7},
+            "gate": {"metric_floor": 0.99, "tolerance": 1.0, "slice_tolerance": 1.0, "golden_tolerance": 1.0},
+        },
+        [FLOOR],
+        id="below-floor",
+    ),
     # No leaf can hold that many rows: trees without splits, one constant prediction.
     pytest.param({"training": {"min_data_in_leaf": 1_000_000}}, BLOCKING, id="constant-predictions"),
 ]
