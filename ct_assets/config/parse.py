@@ -95,7 +95,16 @@ TOP_KEYS = {
     "holdback",
 }
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
-COLUMN_KEYS = {"event_time", "label", "label_classes", "row_id", "row_id_type", "slices", "exploration"}
+COLUMN_KEYS = {
+    "event_time",
+    "label",
+    "label_classes",
+    "row_id",
+    "row_id_type",
+    "slices",
+    "exploration",
+    "label_time",
+}
 RETRAIN_KEYS = {
     "min_new_rows",
     "cooldown_minutes",
@@ -169,6 +178,7 @@ def _columns(c: TableReader) -> Columns:
     if not isinstance(slices, list) or not all(isinstance(s, str) for s in slices):
         raise c.error("slices", f"must be a list of column names, got {slices!r}")
     exploration = c.text("exploration", allow_empty=True) if c.table.get("exploration") else ""
+    label_time = c.text("label_time", allow_empty=True) if c.table.get("label_time") else ""
     return Columns(
         event_time=check_identifier(c.text("event_time"), "[columns] event_time", source),
         label=check_identifier(c.text("label"), "[columns] label", source),
@@ -177,6 +187,7 @@ def _columns(c: TableReader) -> Columns:
         row_id_type=row_id_type,
         slices=tuple(check_identifier(s, "[columns] slices entry", source) for s in slices),
         exploration=check_identifier(exploration, "[columns] exploration", source) if exploration else None,
+        label_time=check_identifier(label_time, "[columns] label_time", source) if label_time else None,
     )
 
 
@@ -185,6 +196,7 @@ def _check_roles(columns: Columns, features: tuple[Feature, ...], source: str) -
     roles = [("[columns] event_time", columns.event_time), ("[columns] label", columns.label)]
     roles += [("[columns] row_id", columns.row_id)] if columns.row_id else []
     roles += [("[columns] exploration", columns.exploration)] if columns.exploration else []
+    roles += [("[columns] label_time", columns.label_time)] if columns.label_time else []
     roles += [(f"[features.{f.name}]", f.name) for f in features]
     for i, (where, name) in enumerate(roles):
         clash = next((w for w, n in roles[:i] if n == name), None)

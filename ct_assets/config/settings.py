@@ -35,6 +35,7 @@ class Columns:
     row_id_type: str  # "integer" | "string"
     slices: tuple[str, ...]
     exploration: str | None = None  # a 0/1 flag: the row was collected under a randomised policy
+    label_time: str | None = None  # in label files: when the label became known (optional column)
 
     @property
     def label_is_text(self) -> bool:

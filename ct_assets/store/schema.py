@@ -8,11 +8,15 @@ from pathlib import Path
 import duckdb
 
 from ct_assets.config.settings import Settings
-from ct_assets.errors import ConfigError, WarehouseMissing
-from ct_assets.store.hashing import key_hash_sql, row_hash_sql
+from ct_assets.errors import WarehouseMissing
+from ct_assets.store import evolution
+from ct_assets.store.columns import raw_delta_columns
+from ct_assets.store.hashing import key_hash_sql
 from ct_assets.store.sql import quote
 
-SCHEMA_VERSION = 4
+__all__ = ["SCHEMA_VERSION", "content_columns", "raw_delta_columns", "reserve_sql"]
+
+SCHEMA_VERSION = 5  # 5: label_events, schema_changes, per-batch hash columns
 
 
 def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -28,20 +32,6 @@ def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"warehouse {path} has schema {version}, this ct_assets needs {SCHEMA_VERSION}: "
             "run `ct-assets init` to upgrade it"
         )
-
-
-def raw_delta_columns(settings: Settings) -> list[tuple[str, str]]:
-    """(name, DuckDB type) of the user columns of raw_deltas, in table order."""
-    cols = settings.columns
-    out = [(cols.event_time, "TIMESTAMP")]
-    if cols.row_id:
-        out.append((cols.row_id, "BIGINT" if cols.row_id_type == "integer" else "VARCHAR"))
-    for f in settings.features:
-        out.append((f.name, "DOUBLE" if f.kind == "numeric" else "VARCHAR"))
-    out.append((cols.label, "VARCHAR" if cols.label_is_text else "BIGINT"))
-    if cols.exploration:
-        out.append((cols.exploration, "BOOLEAN"))
-    return out
 
 
 def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
@@ -71,7 +61,19 @@ def _ddl(settings: Settings) -> list[str]:
             file_hash VARCHAR NOT NULL, file_bytes BIGINT, status VARCHAR NOT NULL, reason VARCHAR,
             batch_id BIGINT, rows BIGINT, rows_labelled BIGINT, rows_duplicate BIGINT,
             min_event_time TIMESTAMP, max_event_time TIMESTAMP, data_hash VARCHAR,
-            landed_at TIMESTAMP, stored_as VARCHAR, run_id VARCHAR)""",
+            landed_at TIMESTAMP, stored_as VARCHAR, run_id VARCHAR, kind VARCHAR,
+            labels_attached BIGINT, labels_pending BIGINT, labels_conflict BIGINT, labels_duplicate BIGINT,
+            row_columns VARCHAR, content_columns VARCHAR)""",
+        # Labels that arrive after their rows (or before them), append-only: which labels a model saw
+        # is exactly the attached events of the batches up to its data set's newest batch.
+        f"""CREATE TABLE IF NOT EXISTS label_events (
+            event_id BIGINT NOT NULL, recorded_at TIMESTAMP NOT NULL, batch_id BIGINT NOT NULL,
+            label_batch_id BIGINT NOT NULL, row_key {_key_type(settings)}, row_batch_id BIGINT,
+            label {_label_type(settings)} NOT NULL, label_time TIMESTAMP, arrived_at TIMESTAMP NOT NULL,
+            delay_seconds DOUBLE, status VARCHAR NOT NULL, source_event_id BIGINT)""",
+        """CREATE TABLE IF NOT EXISTS schema_changes (
+            change_id BIGINT PRIMARY KEY, changed_at TIMESTAMP NOT NULL, change VARCHAR NOT NULL,
+            column_name VARCHAR NOT NULL, sql_type VARCHAR, config_source VARCHAR)""",
         _rows_table_ddl("golden_rows", settings, "_batch_id BIGINT, _row_hash UBIGINT, _golden_hash VARCHAR"),
         _GOLDEN_VERSIONS_DDL,
         """CREATE TABLE IF NOT EXISTS dataset_versions (
@@ -79,7 +81,8 @@ def _ddl(settings: Settings) -> list[str]:
             window_start TIMESTAMP, newest_event_time TIMESTAMP, golden_hash VARCHAR,
             n_train BIGINT, n_holdout BIGINT, train_hash VARCHAR, holdout_hash VARCHAR,
             holdout_start_time TIMESTAMP, rows_unlabelled BIGINT, run_id VARCHAR, selection BIGINT,
-            excluded_batches VARCHAR, rows_reserved BIGINT, rows_same_content BIGINT, rows_held_back BIGINT)""",
+            excluded_batches VARCHAR, rows_reserved BIGINT, rows_same_content BIGINT, rows_held_back BIGINT,
+            rows_late_labelled BIGINT)""",
         """CREATE TABLE IF NOT EXISTS models (
             version VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, dataset_hash VARCHAR,
             code_version VARCHAR, params VARCHAR, n_train BIGINT, n_holdout BIGINT,
@@ -121,7 +124,29 @@ UPGRADES = [
     "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_reserved BIGINT",
     "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_same_content BIGINT",
     "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_held_back BIGINT",
+    "ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS rows_late_labelled BIGINT",
+    *(
+        f"ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS {c}"
+        for c in (
+            "kind VARCHAR",
+            "labels_attached BIGINT",
+            "labels_pending BIGINT",
+            "labels_conflict BIGINT",
+            "labels_duplicate BIGINT",
+            "row_columns VARCHAR",
+            "content_columns VARCHAR",
+        )
+    ),
 ]
+
+
+def _key_type(settings: Settings) -> str:
+    cols = settings.columns
+    return "BIGINT" if cols.row_id and cols.row_id_type == "integer" else "VARCHAR"
+
+
+def _label_type(settings: Settings) -> str:
+    return "VARCHAR" if settings.columns.label_is_text else "BIGINT"
 
 
 def _upgrade_golden_versions(con: duckdb.DuckDBPyConnection) -> None:
@@ -147,20 +172,8 @@ def _upgrade_golden_versions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def check_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Refuse a config whose columns do not match the warehouse it points at."""
-    have = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'raw_deltas' AND table_schema = 'main' ORDER BY ordinal_position"
-    ).fetchall()
-    have_user = [(n, t) for n, t in have if not n.startswith("_")]
-    want = raw_delta_columns(settings)
-    if have_user != want:
-        diff = sorted(set(have_user) ^ set(want))
-        raise ConfigError(
-            f"warehouse {settings.paths.warehouse} holds raw_deltas with other columns than the config "
-            f"{settings.source} names (first difference: {diff[0] if diff else 'column order'}); "
-            "point [paths] warehouse at a new file for a new schema"
-        )
+    """Refuse a config the warehouse cannot follow (see store.evolution); adds nothing."""
+    evolution.reconcile(con, settings, write=False)
 
 
 def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
@@ -170,7 +183,8 @@ def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
     _upgrade_golden_versions(con)
     for stmt in UPGRADES:
         con.execute(stmt)
-    check_schema(con, settings)
+    evolution.adopt(con, settings)  # before any change: the columns existing batches were hashed over
+    evolution.reconcile(con, settings, write=True)
     _fill_reserve(con, settings)
     con.execute(
         "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -209,7 +223,7 @@ def _fill_reserve(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     con.execute(
         f"""UPDATE raw_deltas SET
               _reserve = {key} IN (SELECT {key} FROM golden_rows WHERE _golden_hash = ?),
-              _content_hash = {row_hash_sql(content_columns(settings))}
+              _content_hash = {evolution.batch_hash_sql(con, "content")}
             WHERE _reserve IS NULL""",
         [golden],
     )

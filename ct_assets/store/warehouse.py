@@ -21,7 +21,7 @@ import duckdb
 
 from ct_assets.config import Settings
 from ct_assets.errors import WarehouseBusy, WarehouseMissing
-from ct_assets.store import schema
+from ct_assets.store import evolution, schema
 
 _LOCAL = threading.local()  # per-thread re-entrancy of the file locks
 
@@ -96,6 +96,7 @@ def connect_writer(
         con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
         try:
             schema.require_current(con, path)
+            evolution.reconcile(con, settings, write=True)  # the first writer adds new optional features
             yield con
             if before_close is not None:
                 before_close(con)
@@ -114,6 +115,7 @@ def connect_reader(settings: Settings, *, wait_seconds: float = 0.0) -> Iterator
     con = _open(path, read_only=True, wait_seconds=wait_seconds)
     try:
         schema.require_current(con, path)
+        evolution.reconcile(con, settings, write=False)  # refuses a config the warehouse cannot follow
         yield con
     finally:
         con.close()
