@@ -6,7 +6,10 @@ Policy, file by file (docs/ingest_policy.md has the full table):
   whole, with a one-line reason naming the file, the column (when there is one) and the rule; so is
   a symlink with a ready name (links are never followed);
 - otherwise its rows are appended in one transaction, as one batch; rows whose id is already in the
-  warehouse (from an earlier file) are dropped and counted, not appended twice;
+  warehouse (from an earlier file) are dropped and counted, not appended twice, but a label they bring
+  for a stored row that has none is attached (core.ingest.labels);
+- a label file (exactly the row id and the label, and optionally [columns] label_time) is a batch of
+  label events, not of rows;
 - every file gets one ingest_log row, and is then moved out of the landing folder (archive or
   quarantine), so nothing is lost and nothing is read twice.
 
@@ -31,32 +34,24 @@ import polars as pl
 from ct_assets.common import failpoints
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
-from ct_assets.core.ingest import landing
-from ct_assets.core.ingest.quality import Outcome, first_failure, merge_outcomes, validate_delta
-from ct_assets.core.ingest.reader import StoreError, UnreadableDelta, read_chunks, to_stored
+from ct_assets.core import alerts
+from ct_assets.core.ingest import labels, landing
+from ct_assets.core.ingest.append import (
+    FileResult,
+    append_labels,
+    append_rows,
+    label_file_hint,
+    log_file,
+    quarantine,
+)
+from ct_assets.core.ingest.quality import first_failure, is_label_file, merge_outcomes, validate_delta
+from ct_assets.core.ingest.reader import StoreError, UnreadableDelta, label_columns, read_chunks, to_stored
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
-from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, file_sha256, row_hash_sql
-from ct_assets.store.schema import content_columns, raw_delta_columns, reserve_sql
-from ct_assets.store.sql import fetch_one, next_id, quote
+from ct_assets.store.hashing import file_sha256
+from ct_assets.store.sql import fetch_one, next_id
 from ct_assets.store.warehouse import connect_writer, file_lock, transaction
 
-
-@dataclass
-class FileResult:
-    name: str  # the file name as one printable line (see landing.display_name)
-    status: str  # ingested | quarantined | duplicate
-    reason: str = ""
-    rows: int = 0
-    rows_labelled: int = 0
-    rows_duplicate: int = 0
-    batch_id: int | None = None
-    stored_as: str = ""
-    file_hash: str = ""
-    data_hash: str = ""
-    min_event_time: datetime | None = None
-    max_event_time: datetime | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-    chunks: int = 0  # chunks read and validated
+__all__ = ["FileResult", "IngestReport", "ingest_landed_files"]
 
 
 @dataclass
@@ -69,6 +64,10 @@ class IngestReport:
     @property
     def rows_appended(self) -> int:
         return sum(f.rows for f in self.with_status("ingested"))
+
+    @property
+    def labels_attached(self) -> int:
+        return sum(f.labels.attached for f in self.with_status("ingested"))
 
 
 def ingest_landed_files(
@@ -109,10 +108,6 @@ def _symlink_hash(path: Path) -> str:
     return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
 
 
-def _quarantine(result: FileResult, what: str) -> None:
-    result.status, result.reason = "quarantined", f"{result.name}: {what}"
-
-
 def _ingest_one(
     settings: Settings, lf: landing.LandedFile, run_id: str, now: datetime, ingested: set[str]
 ) -> FileResult:
@@ -122,13 +117,13 @@ def _ingest_one(
     unread = False  # a known duplicate, not validated
     if lf.path.is_symlink():
         result.file_hash = _symlink_hash(lf.path)
-        _quarantine(result, "is a symlink; links are never followed (land the file itself)")
+        quarantine(result, "is a symlink; links are never followed (land the file itself)")
     else:
         try:
             before = lf.path.stat()
             result.file_hash = file_sha256(lf.path)
         except OSError as e:
-            _quarantine(result, f"cannot be opened: {e.strerror}")
+            quarantine(result, f"cannot be opened: {e.strerror}")
         else:
             unread = result.file_hash in ingested
             if not unread:
@@ -151,28 +146,34 @@ def _ingest_one(
             )
         elif result.status == "ingested":
             batch_id = next_id(con, "ingest_log", "batch_id")
+            columns = result.stored_columns or None
             chunks: Iterable[pl.DataFrame] = (
                 [stored]
                 if stored is not None
-                else (to_stored(f, settings) for f in read_chunks(lf.path, settings))
+                else (to_stored(f, settings, columns) for f in read_chunks(lf.path, settings))
             )
             try:
-                _append(con, settings, batch_id, chunks, result)
+                if result.kind == "labels":
+                    append_labels(con, settings, batch_id, chunks, result, now)
+                else:
+                    append_rows(con, settings, batch_id, chunks, result, now)
                 if before is not None and result.chunks > 1 and not _same_file(before, _stat(lf.path)):
                     raise UnreadableDelta(
                         "changed while it was being ingested (a ready file must not change)"
                     )
             except (UnreadableDelta, StoreError) as e:  # only on the second read of a long file
                 con.execute("DELETE FROM raw_deltas WHERE _batch_id = ?", [batch_id])
-                _quarantine(result, f"{e} (on the second read)")
+                quarantine(result, f"{e} (on the second read)")
             if result.status != "ingested":
+                con.execute("DELETE FROM label_events WHERE batch_id = ?", [batch_id])
                 result.rows = result.rows_labelled = result.rows_duplicate = 0
                 result.batch_id, result.data_hash = None, ""
                 result.min_event_time = result.max_event_time = None
+                result.labels = labels.LabelCounts()
         folder = settings.paths.quarantine if result.status == "quarantined" else settings.paths.archive
         target = landing.destination(folder, lf.name, tag)
         result.stored_as = landing.display_name(str(target))
-        _log(con, result, lf, run_id, now)
+        log_file(con, settings, result, lf, run_id, now)
         failpoints.hit("ingest.before_commit")
     failpoints.hit("ingest.after_commit")
     # After the commit: a crash before the move leaves the file in landing, and the next run finds
@@ -180,7 +181,24 @@ def _ingest_one(
     if result.status == "quarantined":
         landing.write_reason(target, result.reason, [o.__dict__ for o in result.outcomes if not o.success])
     landing.move(lf.path, target)
+    if result.labels.conflict:
+        _conflict_alert(settings, result, now)
     return result
+
+
+def _conflict_alert(settings: Settings, result: FileResult, now: datetime) -> None:
+    """Relabelling is also a way to poison data: conflicting labels are kept out (the first label stays)
+    and said aloud, one `data` alert per file that brought any."""
+    n = result.labels.conflict
+    alerts.raise_alert(
+        settings,
+        kind="data",
+        cause=f"label_conflict:{result.batch_id}",
+        now=now,
+        message=f"{result.name} (batch {result.batch_id}): {n} label{'s' if n > 1 else ''} differ from the label "
+        "already known for the row; the first label stays (see label_events, status 'conflict')",
+        details={"batch_id": result.batch_id, "file": result.name, "conflicts": n},
+    )
 
 
 def _stat(path: Path) -> os.stat_result:
@@ -207,25 +225,29 @@ def _validate(settings: Settings, path: Path, result: FileResult, now: datetime)
             for frame in chunks:
                 if result.chunks == 0:
                     extra = [c for c in frame.columns if c not in wanted]
+                    if is_label_file(frame.columns, settings):
+                        result.kind, extra = "labels", []
+                        result.stored_columns = label_columns(settings, frame.columns)
                 result.chunks += 1
-                outcomes = validate_delta(frame, settings, now)
+                outcomes = validate_delta(frame, settings, now, labels=result.kind == "labels")
                 result.outcomes = merge_outcomes(result.outcomes, outcomes)
                 if first_failure(outcomes) is not None:
                     failure = first_failure(result.outcomes)
                     assert failure is not None
-                    _quarantine(result, failure.describe())
+                    quarantine(result, failure.describe() + label_file_hint(frame.columns, settings))
                     return None
-                checked = to_stored(frame, settings)  # every chunk must be storable before any is appended
+                # every chunk must be storable before any is appended
+                checked = to_stored(frame, settings, result.stored_columns or None)
                 stored = checked if result.chunks == 1 else None
     except UnreadableDelta as e:
-        _quarantine(result, str(e))
+        quarantine(result, str(e))
         return None
     except StoreError as e:
         result.outcomes.append(e.outcome())
-        _quarantine(result, str(e))
+        quarantine(result, str(e))
         return None
     if result.chunks == 0:
-        _quarantine(result, "has no data rows")
+        quarantine(result, "has no data rows")
         return None
     if extra:
         names = ", ".join(f"'{landing.display_name(c)}'" for c in extra)
@@ -234,110 +256,3 @@ def _validate(settings: Settings, path: Path, result: FileResult, now: datetime)
             "not stored (extra columns are ignored)"
         )
     return stored
-
-
-def _append(
-    con, settings: Settings, batch_id: int, chunks: Iterable[pl.DataFrame], result: FileResult
-) -> None:
-    """Append the delta's chunks as one new batch (inside the caller's transaction); then, when the
-    file had several chunks, refuse it if a row id repeats across them, and drop (and count) rows
-    whose id an earlier batch already holds."""
-    cols = [n for n, _ in raw_delta_columns(settings)]
-    col_list = ", ".join(quote(c) for c in cols)
-    col_sql = ", ".join(f"d.{quote(c)}" for c in cols)
-    total = 0
-    for stored in chunks:
-        con.register("delta_frame", stored.to_arrow())
-        try:
-            con.execute(
-                f"INSERT INTO raw_deltas ({col_list}, _batch_id, _row_hash, _reserve, _content_hash) "
-                f"SELECT {col_sql}, CAST(? AS BIGINT), {row_hash_sql(cols, 'd')}, {reserve_sql(settings, 'd')}, "
-                f"{row_hash_sql(content_columns(settings), 'd')} FROM delta_frame d",
-                [batch_id],
-            )
-        finally:
-            con.unregister("delta_frame")
-        total += stored.height
-    rid = settings.columns.row_id
-    if rid:
-        q = quote(rid)
-        if result.chunks > 1 and _repeated_ids(con, settings, batch_id, total, result):
-            con.execute("DELETE FROM raw_deltas WHERE _batch_id = ?", [batch_id])
-            return
-        con.execute(
-            f"DELETE FROM raw_deltas WHERE _batch_id = ? AND {q} IN (SELECT r.{q} FROM raw_deltas r "
-            f"WHERE r._batch_id <> ? AND r.{q} IN (SELECT {q} FROM raw_deltas WHERE _batch_id = ?))",
-            [batch_id, batch_id, batch_id],
-        )
-    et, label = quote(settings.columns.event_time), quote(settings.columns.label)
-    row = fetch_one(
-        con,
-        f"SELECT {AGGREGATE_SQL}, count({label}), min({et}), max({et}) FROM raw_deltas WHERE _batch_id = ?",
-        [batch_id],
-    )
-    assert row is not None
-    count, hash_sum, hash_xor, labelled, tmin, tmax = row
-    result.batch_id = batch_id
-    result.rows = int(count)
-    result.rows_labelled = int(labelled)
-    result.rows_duplicate = total - int(count)
-    result.min_event_time, result.max_event_time = tmin, tmax
-    result.data_hash = data_hash(count, hash_sum, hash_xor)
-
-
-def _repeated_ids(con, settings: Settings, batch_id: int, total: int, result: FileResult) -> bool:
-    """Row ids repeated across the chunks of one file (the suite sees one chunk at a time): record
-    the failure in `result` and return True when there are any."""
-    rid = settings.columns.row_id
-    assert rid
-    q = quote(rid)
-    rows = con.execute(
-        f"SELECT {q}, count(*) AS n FROM raw_deltas WHERE _batch_id = ? GROUP BY {q} HAVING count(*) > 1 "
-        f"ORDER BY {q}",
-        [batch_id],
-    ).fetchall()
-    if not rows:
-        return False
-    outcome = Outcome(
-        check="raw_deltas_row_ids_unique",
-        expectation="expect_column_values_to_be_unique",
-        column=rid,
-        success=False,
-        observed="e.g. " + ", ".join(repr(r[0]) for r in rows[:3]),
-        unexpected_count=sum(int(r[1]) for r in rows),
-        element_count=total,
-    )
-    result.outcomes = [
-        outcome if (o.check, o.expectation, o.column) == (outcome.check, outcome.expectation, rid) else o
-        for o in result.outcomes
-    ]
-    _quarantine(result, outcome.describe())
-    return True
-
-
-def _log(con, result: FileResult, lf: landing.LandedFile, run_id: str, now: datetime) -> None:
-    entry = next_id(con, "ingest_log", "entry_id")
-    con.execute(
-        "INSERT INTO ingest_log (entry_id, logged_at, file_name, file_hash, file_bytes, status, reason, batch_id, "
-        "rows, rows_labelled, rows_duplicate, min_event_time, max_event_time, data_hash, landed_at, stored_as, "
-        "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            entry,
-            now,
-            result.name,
-            result.file_hash,
-            lf.size,
-            result.status,
-            result.reason or None,
-            result.batch_id if result.status == "ingested" else None,
-            result.rows,
-            result.rows_labelled,
-            result.rows_duplicate,
-            result.min_event_time,
-            result.max_event_time,
-            result.data_hash or None,
-            lf.landed_at,
-            result.stored_as,
-            run_id or None,
-        ],
-    )

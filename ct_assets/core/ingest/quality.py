@@ -95,33 +95,60 @@ def _batch_definition() -> Any:
 Expectation = tuple[str, str, Any]  # (check name, column, GX expectation)
 
 
-def _expectations(settings: Settings, present: set[str]) -> list[Expectation]:
+def label_file_columns(settings: Settings) -> list[str]:
+    """The columns of a label file: the row id, the label and, when configured, the label's time."""
+    cols = settings.columns
+    return [c for c in (cols.row_id, cols.label, cols.label_time) if c]
+
+
+def is_label_file(columns: list[str], settings: Settings) -> bool:
+    """A file whose columns are exactly the row id and the label (and, when [columns] label_time is set,
+    optionally that column) is a label file; anything else is a file of rows."""
+    cols = settings.columns
+    if not cols.row_id:
+        return False
+    return set(columns) in ({cols.row_id, cols.label}, set(label_file_columns(settings)))
+
+
+def _expectations(settings: Settings, present: set[str], labels: bool = False) -> list[Expectation]:
     """(check name, column, expectation) for a delta with the given columns: every configured column
-    must exist; the rules on a column's values apply when it does."""
+    must exist; the rules on a column's values apply when it does. A label file (`labels`) needs its
+    row id and label, both never null, and a label time (if any) not in the future."""
     import great_expectations as gx
 
     E = gx.expectations
-    exist = [
-        ("raw_deltas_schema_valid", name, E.ExpectColumnToExist(column=name))
-        for name in settings.stored_columns
-    ]
-    rules = [
-        *_event_time_rules(E, settings),
-        *_row_id_rules(E, settings),
-        *(rule for f in settings.features for rule in _feature_rules(E, f)),
-        *_label_rules(E, settings),
-        *_exploration_rules(E, settings),
-    ]
+    required = label_file_columns(settings)[:2] if labels else settings.stored_columns
+    exist = [("raw_deltas_schema_valid", name, E.ExpectColumnToExist(column=name)) for name in required]
+    if labels:
+        label = settings.columns.label
+        rules = [
+            *_row_id_rules(E, settings),
+            *_label_rules(E, settings),
+            ("raw_deltas_required_not_null", label, E.ExpectColumnValuesToNotBeNull(column=label)),
+            *_time_rules(E, settings, settings.columns.label_time, required=False),
+        ]
+    else:
+        rules = [
+            *_event_time_rules(E, settings),
+            *_row_id_rules(E, settings),
+            *(rule for f in settings.features for rule in _feature_rules(E, f)),
+            *_label_rules(E, settings),
+            *_exploration_rules(E, settings),
+        ]
     return exist + [r for r in rules if r[1] in present]
 
 
-def _event_time_rules(E: Any, settings: Settings) -> list[Expectation]:
-    """A time type, never null, not in the future, not older than [freshness] max_event_age_days."""
-    et = settings.columns.event_time
-    ahead = et + FUTURE_COLUMN_SUFFIX
+def _time_rules(E: Any, settings: Settings, column: str | None, *, required: bool) -> list[Expectation]:
+    """A time type, not in the future (and never null when `required`)."""
+    if not column:
+        return []
+    ahead = column + FUTURE_COLUMN_SUFFIX
     out: list[Expectation] = [
-        ("raw_deltas_schema_valid", et, E.ExpectColumnValuesToBeInTypeList(column=et, type_list=TIME_TYPES)),
-        ("raw_deltas_required_not_null", et, E.ExpectColumnValuesToNotBeNull(column=et)),
+        (
+            "raw_deltas_schema_valid",
+            column,
+            E.ExpectColumnValuesToBeInTypeList(column=column, type_list=TIME_TYPES),
+        ),
         (
             "raw_deltas_values_valid",
             ahead,
@@ -130,6 +157,16 @@ def _event_time_rules(E: Any, settings: Settings) -> list[Expectation]:
             ),
         ),
     ]
+    if required:
+        out.append(("raw_deltas_required_not_null", column, E.ExpectColumnValuesToNotBeNull(column=column)))
+    return out
+
+
+def _event_time_rules(E: Any, settings: Settings) -> list[Expectation]:
+    """A time type, never null, not in the future, not older than [freshness] max_event_age_days."""
+    et = settings.columns.event_time
+    rules = _time_rules(E, settings, et, required=True)
+    out: list[Expectation] = [rules[0], rules[2], rules[1]]  # type, not null, not in the future
     if settings.freshness.max_event_age_days > 0:
         old = et + AGE_COLUMN_SUFFIX
         out.append(
@@ -222,26 +259,29 @@ def _type_expectation(E: Any, column: str, numeric: bool) -> Any:
     return E.ExpectColumnValuesToBeOfType(column=column, type_="str")
 
 
-def gx_frame(frame: pl.DataFrame, settings: Settings, now: datetime) -> Any:
+def gx_frame(frame: pl.DataFrame, settings: Settings, now: datetime, labels: bool = False) -> Any:
     """The pandas frame GX validates: the delta's configured columns plus derived ones."""
-    et = settings.columns.event_time
-    keep = [c for c in settings.stored_columns if c in frame.columns]
-    view = frame.select(keep)
-    if et in frame.columns and frame.schema[et] == pl.Datetime("us"):
-        ahead = (pl.col(et) - pl.lit(now)).dt.total_microseconds()
-        view = view.with_columns(
-            (ahead / 1e6).alias(et + FUTURE_COLUMN_SUFFIX),
-            (-ahead / 86_400e6).alias(et + AGE_COLUMN_SUFFIX),
-        )
+    wanted = label_file_columns(settings) if labels else settings.stored_columns
+    view = frame.select([c for c in wanted if c in frame.columns])
+    for t in (settings.columns.label_time,) if labels else (settings.columns.event_time,):
+        if t and t in frame.columns and frame.schema[t] == pl.Datetime("us"):
+            ahead = (pl.col(t) - pl.lit(now)).dt.total_microseconds()
+            view = view.with_columns(
+                (ahead / 1e6).alias(t + FUTURE_COLUMN_SUFFIX),
+                (-ahead / 86_400e6).alias(t + AGE_COLUMN_SUFFIX),
+            )
     return view.to_pandas()
 
 
-def validate_delta(frame: pl.DataFrame, settings: Settings, now: datetime) -> list[Outcome]:
-    """Run the suite on one delta (already read and normalized); one Outcome per expectation."""
+def validate_delta(
+    frame: pl.DataFrame, settings: Settings, now: datetime, *, labels: bool = False
+) -> list[Outcome]:
+    """Run the suite on one delta (already read and normalized), or on a label file (`labels`); one
+    Outcome per expectation."""
     bd = _batch_definition()
     gx = _GX_STATE["gx"]
-    pdf = gx_frame(frame, settings, now)
-    planned = _expectations(settings, set(pdf.columns))
+    pdf = gx_frame(frame, settings, now, labels)
+    planned = _expectations(settings, set(pdf.columns), labels)
     by_id: dict[str, tuple[str, str]] = {}
     exps = []
     for check, column, exp in planned:

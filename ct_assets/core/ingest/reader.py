@@ -212,11 +212,11 @@ def parse_csv_text(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 def normalize(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Bring parseable representations to the warehouse's types (times to naive UTC microseconds,
     categoricals to text, NaN to null); anything else is left for the expectations to judge."""
-    et = settings.columns.event_time
+    times = {settings.columns.event_time, settings.columns.label_time}
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
-        if name == et:
+        if name in times:
             if dtype == pl.String:
                 col = col.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
                 exprs.append(col.dt.replace_time_zone(None).alias(name))
@@ -251,12 +251,25 @@ _STORED_TYPES: dict[str, pl.DataType] = {
 }
 
 
-def to_stored(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """The frame as the warehouse stores it: configured columns, in order, with their types.
+def label_columns(settings: Settings, present: list[str]) -> list[tuple[str, str]]:
+    """(name, type) of a label file's columns as they are stored: row id, label, label time if present."""
+    typed = dict(raw_delta_columns(settings))
+    cols = settings.columns
+    assert cols.row_id
+    out = [(cols.row_id, typed[cols.row_id]), (cols.label, typed[cols.label])]
+    if cols.label_time and cols.label_time in present:
+        out.append((cols.label_time, "TIMESTAMP"))
+    return out
+
+
+def to_stored(
+    frame: pl.DataFrame, settings: Settings, columns: list[tuple[str, str]] | None = None
+) -> pl.DataFrame:
+    """The frame as the warehouse stores it: configured columns (or `columns`), in order, with their types.
 
     Raises StoreError naming the column when a value cannot be stored without changing it."""
     out = []
-    for name, sql_type in raw_delta_columns(settings):
+    for name, sql_type in columns or raw_delta_columns(settings):
         col = frame.get_column(name)
         if sql_type == "BIGINT" and col.dtype.is_float():
             fractional = col.filter(col.is_finite() & (col != col.floor()))
