@@ -17,6 +17,7 @@ from ct_assets.core.datasets.training import DatasetInfo, load_dataset, selectio
 from ct_assets.core.ingest.landing import display_name
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.core.modeling.metrics import metric_value
+from ct_assets.store import labels
 from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.sql import quote
 
@@ -105,12 +106,16 @@ def train_without_exclusions(
 
 def labelled_rows(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: int) -> pl.DataFrame:
     """The rows of one batch whose label is known now (read at the end of the replay, so labels that
-    arrived after the batch count), in the canonical order."""
-    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    arrived after the batch count, in later rows or label files), in the canonical order."""
     label = quote(settings.columns.label)
+    effective = labels.label_sql(settings)
+    names = ", ".join(
+        f"{effective} AS {label}" if n == settings.columns.label else f"d.{quote(n)}"
+        for n, _ in raw_delta_columns(settings)
+    )
     return con.sql(
-        f"SELECT {names} FROM raw_deltas WHERE _batch_id = $b AND {label} IS NOT NULL "
-        f"ORDER BY {key_order(settings)}",
+        f"SELECT {names} FROM raw_deltas d{labels.join_sql(settings)} WHERE d._batch_id = $b "
+        f"AND {effective} IS NOT NULL ORDER BY {key_order(settings, 'd')}",
         params={"b": batch_id},
     ).pl()
 

@@ -35,8 +35,9 @@ from ct_assets.core.datasets.keys import key_column, key_order
 from ct_assets.core.monitoring.evidence import held_batches
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import DataError
+from ct_assets.store import labels
+from ct_assets.store.evolution import user_columns
 from ct_assets.store.hashing import AGGREGATE_SQL, data_hash, key_hash_sql
-from ct_assets.store.schema import raw_delta_columns
 from ct_assets.store.sql import fetch_one, fetch_value, next_id, quote
 from ct_assets.store.warehouse import transaction
 
@@ -134,12 +135,16 @@ def _pick(con: duckdb.DuckDBPyConnection, settings: Settings, excluded_batches: 
     """The temp table golden_pick: the candidate golden rows (see the module docstring)."""
     cols = settings.columns
     et, label = quote(cols.event_time), quote(cols.label)
-    names = [n for n, _ in raw_delta_columns(settings)]
+    names = [n for n, _ in user_columns(con)]
     max_batch = int(
         fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
     )
+    joined = labels.join_sql(settings, "r", "$max_batch")
+    effective = labels.label_sql(settings, "r")
     newest = fetch_value(
-        con, f"SELECT max({et}) FROM raw_deltas WHERE {label} IS NOT NULL AND _batch_id <= ?", [max_batch]
+        con,
+        f"SELECT max(r.{et}) FROM raw_deltas r{joined} WHERE {effective} IS NOT NULL AND r._batch_id <= $max_batch",
+        {"max_batch": max_batch},
     )
     if newest is None:
         raise DataError("cannot build the golden set: the warehouse has no labelled rows yet")
@@ -149,11 +154,13 @@ def _pick(con: duckdb.DuckDBPyConnection, settings: Settings, excluded_batches: 
         if excluded_batches
         else ""
     )
+    # Labels that arrived after their rows count (store.labels); a golden row's hash covers its label.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE golden_eligible AS
-        SELECT r.* FROM raw_deltas r ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas
+        SELECT r.* REPLACE ({effective} AS {label}, {labels.hash_sql(settings, "r")} AS _row_hash)
+        FROM raw_deltas r{joined} ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas
             WHERE NOT _reserve AND _batch_id <= $max_batch) t ON r._content_hash = t._content_hash
-        WHERE r._reserve AND r.{label} IS NOT NULL AND r.{et} >= $window_start AND r._batch_id <= $max_batch{held}""",
+        WHERE r._reserve AND {effective} IS NOT NULL AND r.{et} >= $window_start AND r._batch_id <= $max_batch{held}""",
         {"max_batch": max_batch, "window_start": window_start},
     )
     span = fetch_one(con, f"SELECT min(epoch({et})), max(epoch({et})) FROM golden_eligible")
@@ -214,7 +221,7 @@ def _record_version(
     window_start = fetch_value(con, "SELECT t FROM golden_window")
     exists = fetch_value(con, "SELECT count(*) FROM golden_versions WHERE golden_hash = ?", [ghash])
     if not exists:
-        con.execute("INSERT INTO golden_rows SELECT *, ? FROM golden_pick", [ghash])
+        con.execute("INSERT INTO golden_rows BY NAME SELECT *, ? AS _golden_hash FROM golden_pick", [ghash])
     con.execute(
         "INSERT INTO golden_versions (build_id, golden_hash, created_at, rows, max_batch_id, slice_counts, reason, "
         "run_id, window_start, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -255,12 +262,20 @@ def _changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, An
 
 
 def read_golden(
-    con: duckdb.DuckDBPyConnection, settings: Settings, golden_hash: str, *, with_row_hashes: bool = False
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    golden_hash: str,
+    *,
+    with_row_hashes: bool = False,
+    with_batch_ids: bool = False,
 ) -> pl.DataFrame:
-    """The rows of a golden set in canonical order (with their `_row_hash` column when asked)."""
-    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
+    """The rows of a golden set in canonical order, every stored user column (with their `_row_hash`
+    and `_batch_id` columns when asked)."""
+    names = ", ".join(quote(n) for n, _ in user_columns(con, "golden_rows"))
     if with_row_hashes:
         names += ", _row_hash"
+    if with_batch_ids:
+        names += ", _batch_id"
     return con.sql(
         f"SELECT {names} FROM golden_rows WHERE _golden_hash = ? ORDER BY {key_order(settings)}",
         params=[golden_hash],

@@ -9,7 +9,7 @@ import duckdb
 from ct_assets.config.settings import Settings
 from ct_assets.core.datasets.keys import key_column
 from ct_assets.core.datasets.training import DatasetInfo, selection_sql
-from ct_assets.store.schema import content_columns
+from ct_assets.store.evolution import batch_hash_sql
 from ct_assets.store.sql import fetch_value, quote
 
 
@@ -24,15 +24,14 @@ class GoldenOverlap:
 
 def golden_overlap(con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo) -> GoldenOverlap:
     """Count the training data set's rows (train and holdout, as training reads them) that are golden rows:
-    the same key, or the same content (event time and features) under another id, computed here from the
-    values themselves (not from the stored content hashes the selection uses), so that a wrong selection
-    is caught."""
+    the same key, or the same content (event time and features, each row over the features its batch was
+    stored with) under another id, computed here from the values themselves (not from the stored content
+    hashes the selection uses), so that a wrong selection is caught."""
     cols = settings.columns
     key = key_column(settings)
-    content = [quote(n) for n in content_columns(settings)]
 
     def content_hash(alias: str) -> str:  # DuckDB's fast hash: only compared within this one query
-        return "hash(" + ", ".join(f"{alias}.{c}" for c in content) + ")"
+        return batch_hash_sql(con, "content", alias, fast=True)
 
     et = quote(cols.event_time)
     params = {**ds.params(), "golden": ds.golden_hash}

@@ -11,6 +11,11 @@ hash bucket of the row key, decided at ingest: golden sets are sampled from it, 
 on a row a golden set may hold), rows equal in content (event time and features) to a reserve row under
 another id, and the batches held back as suspect or excluded (core.monitoring.evidence). Rule 1 is
 the selection of data sets recorded before: every labelled row of the window but the golden set's keys.
+
+Rule 3 (schema 5 on) is rule 2 over effective labels: a row's own label, else the label attached to it
+later by a batch up to the data set's newest batch (store.labels), so that the labels a model saw are
+named by its data set forever, whatever arrives afterwards; a late-labelled row's hash covers its label.
+Data sets recorded under rules 1 and 2 read exactly as before, with their hashes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import polars as pl
 from ct_assets.config import Settings
 from ct_assets.core.datasets.keys import key_column, key_order
 from ct_assets.errors import DataError
-from ct_assets.store.hashing import combine, data_hash, row_hash_sql
-from ct_assets.store.schema import raw_delta_columns
+from ct_assets.store import labels
+from ct_assets.store.evolution import batch_hash_sql, user_columns
+from ct_assets.store.hashing import combine, data_hash
 from ct_assets.store.sql import fetch_one, fetch_value, quote
 
 SELECTION_GOLDEN_KEYS = 1  # data sets recorded before schema 4
-SELECTION_RESERVE = 2
+SELECTION_RESERVE = 2  # data sets recorded under schema 4
+SELECTION_LATE_LABELS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class DatasetInfo:
     rows_reserved: int = 0  # labelled rows of the window left out: in the golden reserve
     rows_same_content: int = 0  # ... equal in content to a reserve row under another id
     rows_held_back: int = 0  # ... in held-back or excluded batches
+    rows_late_labelled: int = 0  # rows (train and holdout) whose label arrived after the row (rule 3)
 
     def to_json(self) -> dict:
         out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
@@ -80,20 +88,22 @@ def define_training_dataset(
 ) -> DatasetInfo:
     """The current training window (labelled rows, minus the reserve, rows equal in content to a reserve
     row, and `excluded_batches`) and its time-ordered split into train and a recent holdout."""
-    cols = settings.columns
-    et, label = quote(cols.event_time), quote(cols.label)
+    et = quote(settings.columns.event_time)
     max_batch = int(
         fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
     )
     newest = fetch_value(
-        con, f"SELECT max({et}) FROM raw_deltas WHERE _batch_id <= ? AND {label} IS NOT NULL", [max_batch]
+        con,
+        f"SELECT max(d.{et}) FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch')} "
+        f"WHERE d._batch_id <= $max_batch AND {labels.label_sql(settings)} IS NOT NULL",
+        {"max_batch": max_batch},
     )
     if newest is None:
         raise DataError("no labelled rows in the warehouse yet: nothing to train on")
     window_start = newest - timedelta(days=settings.dataset.window_days)
     excluded = tuple(sorted({int(b) for b in excluded_batches}))
-    base = selection_sql(settings, SELECTION_RESERVE, excluded)
-    params = selection_params(SELECTION_RESERVE, max_batch, window_start, golden_hash)
+    base = selection_sql(settings, SELECTION_LATE_LABELS, excluded)
+    params = selection_params(SELECTION_LATE_LABELS, max_batch, window_start, golden_hash)
     n = int(fetch_value(con, f"SELECT count(*) FROM ({base})", params) or 0)
     n_holdout = max(1, round(n * settings.dataset.holdout_fraction))
     if n - n_holdout < settings.dataset.min_train_rows:
@@ -112,7 +122,8 @@ def define_training_dataset(
     )
     agg = fetch_one(
         con,
-        f"SELECT {_aggregate(f'{et} < $boundary')}, {_aggregate(f'{et} >= $boundary')} FROM ({base})",
+        f"SELECT {_aggregate(f'{et} < $boundary')}, {_aggregate(f'{et} >= $boundary')}, "
+        f"count(*) FILTER (WHERE _late) FROM ({base})",
         {**params, "boundary": boundary},
     )
     assert agg is not None
@@ -133,11 +144,12 @@ def define_training_dataset(
         train_hash=train_hash,
         holdout_hash=holdout_hash,
         rows_unlabelled=left_out[0],
-        selection=SELECTION_RESERVE,
+        selection=SELECTION_LATE_LABELS,
         excluded_batches=excluded,
         rows_reserved=left_out[1],
         rows_same_content=left_out[2],
         rows_held_back=left_out[3],
+        rows_late_labelled=int(agg[6] or 0),
     )
 
 
@@ -150,18 +162,20 @@ def _left_out(
 ) -> tuple[int, int, int, int]:
     """Rows of the window not trained on, by reason: unlabelled (any time), golden reserve, equal in
     content to a reserve row, in a held-back batch (each labelled row counted under the first that applies)."""
-    et, label = quote(settings.columns.event_time), quote(settings.columns.label)
+    et, label = quote(settings.columns.event_time), "_label"
     held = _batch_list(excluded)
     row = fetch_one(
         con,
-        f"""WITH r AS (SELECT DISTINCT _content_hash FROM raw_deltas WHERE _reserve AND _batch_id <= $max_batch)
+        f"""WITH r AS (SELECT DISTINCT _content_hash FROM raw_deltas WHERE _reserve AND _batch_id <= $max_batch),
+        x AS (SELECT d.{et}, d._reserve, d._content_hash, d._batch_id, {labels.label_sql(settings)} AS _label
+              FROM raw_deltas d{labels.join_sql(settings, "d", "$max_batch")} WHERE d._batch_id <= $max_batch)
         SELECT count(*) FILTER (WHERE {label} IS NULL),
                count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND _reserve),
                count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND NOT _reserve
                                 AND _content_hash IN (SELECT _content_hash FROM r)),
                count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND NOT _reserve
                                 AND _content_hash NOT IN (SELECT _content_hash FROM r) AND _batch_id IN {held})
-        FROM raw_deltas WHERE _batch_id <= $max_batch""",
+        FROM x""",
         {"max_batch": max_batch, "window_start": window_start},
     )
     assert row is not None
@@ -181,23 +195,40 @@ def selection_params(selection: int, max_batch: int, window_start: datetime, gol
 
 
 def selection_sql(
-    settings: Settings, selection: int = SELECTION_RESERVE, excluded_batches: Sequence[int] = ()
+    settings: Settings,
+    selection: int = SELECTION_LATE_LABELS,
+    excluded_batches: Sequence[int] = (),
+    *,
+    row_hash: str | None = None,
 ) -> str:
-    """Rows of a training window under selection rule `selection`; named parameters $max_batch and
-    $window_start (and $golden for rule 1)."""
+    """Rows of a training window under selection rule `selection`, every stored column (the label the
+    effective one under rule 3, with `_late`: it arrived after the row); named parameters $max_batch
+    and $window_start (and $golden for rule 1). `row_hash` replaces the stored _row_hash (an expression
+    over the alias `d`: the hash recomputed from the values)."""
     cols = settings.columns
     et, label, key = quote(cols.event_time), quote(cols.label), key_column(settings)
-    window = f"d._batch_id <= $max_batch AND d.{label} IS NOT NULL AND d.{et} >= $window_start"
+    stored_hash = row_hash or "d._row_hash"
+    if selection == SELECTION_LATE_LABELS:
+        effective = labels.label_sql(settings)
+        head = (
+            f"SELECT d.* REPLACE ({effective} AS {label}, {labels.hash_sql(settings, 'd', stored_hash)} AS "
+            f"_row_hash), {labels.late_label_sql(settings)} IS NOT NULL AS _late "
+            f"FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch')}"
+        )
+    else:
+        effective = f"d.{label}"
+        head = f"SELECT d.* REPLACE ({stored_hash} AS _row_hash) FROM raw_deltas d"
+    window = f"d._batch_id <= $max_batch AND {effective} IS NOT NULL AND d.{et} >= $window_start"
     # Anti joins, not NOT EXISTS: DuckDB decorrelates that into a delim join that materializes and
     # groups every row of the window, ~8x slower here.
     if selection == SELECTION_GOLDEN_KEYS:
         return (
-            f"SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $golden) g "
+            f"{head} ANTI JOIN (SELECT {key} FROM golden_rows WHERE _golden_hash = $golden) g "
             f"ON d.{key} = g.{key} WHERE {window}"
         )
     held = f" AND d._batch_id NOT IN {_batch_list(excluded_batches)}" if excluded_batches else ""
     return (
-        "SELECT d.* FROM raw_deltas d ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas "
+        f"{head} ANTI JOIN (SELECT DISTINCT _content_hash FROM raw_deltas "
         "WHERE _reserve AND _batch_id <= $max_batch) r ON d._content_hash = r._content_hash "
         f"WHERE {window} AND NOT d._reserve{held}"
     )
@@ -221,8 +252,8 @@ def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: s
     con.execute(
         "INSERT INTO dataset_versions (dataset_hash, created_at, max_batch_id, window_start, newest_event_time, "
         "golden_hash, n_train, n_holdout, train_hash, holdout_hash, holdout_start_time, rows_unlabelled, run_id, "
-        "selection, excluded_batches, rows_reserved, rows_same_content, rows_held_back) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "selection, excluded_batches, rows_reserved, rows_same_content, rows_held_back, rows_late_labelled) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             ds.dataset_hash,
             now,
@@ -242,6 +273,7 @@ def record_dataset(con: duckdb.DuckDBPyConnection, ds: DatasetInfo, *, run_id: s
             ds.rows_reserved,
             ds.rows_same_content,
             ds.rows_held_back,
+            ds.rows_late_labelled,
         ],
     )
     return True
@@ -252,7 +284,8 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
         con,
         "SELECT dataset_hash, max_batch_id, window_start, newest_event_time, holdout_start_time, golden_hash, "
         "n_train, n_holdout, train_hash, holdout_hash, rows_unlabelled, coalesce(selection, 1), excluded_batches, "
-        "rows_reserved, rows_same_content, rows_held_back FROM dataset_versions WHERE dataset_hash = ?",
+        "rows_reserved, rows_same_content, rows_held_back, rows_late_labelled FROM dataset_versions "
+        "WHERE dataset_hash = ?",
         [dataset_hash],
     )
     if row is None:
@@ -274,6 +307,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection, dataset_hash: str) -> DatasetIn
         rows_reserved=int(row[13] or 0),
         rows_same_content=int(row[14] or 0),
         rows_held_back=int(row[15] or 0),
+        rows_late_labelled=int(row[16] or 0),
     )
 
 
@@ -293,24 +327,26 @@ def read_split(
     *,
     recompute_hashes: bool = False,
     with_row_hashes: bool = False,
+    with_batch_ids: bool = False,
 ) -> pl.DataFrame:
-    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow)
-    (with their `_row_hash` column when asked).
+    """The train or holdout rows of a recorded data set, in canonical order, as polars (via Arrow), with
+    every stored user column (a feature removed from the config since is still there for the models that
+    use it) and their `_row_hash` and `_batch_id` columns when asked.
 
     The rows read are hashed and compared with the hash recorded for that part, so a data set whose
     rows changed is refused rather than silently used. By default the stored per-row hashes are summed
-    (nearly free); `recompute_hashes` hashes every value again (what `reproduce` does, to catch rows
-    edited in place).
+    (nearly free); `recompute_hashes` hashes every value again, each batch over the columns it was
+    stored with (what `reproduce` does, to catch rows edited in place).
     """
     if part not in ("train", "holdout"):
         raise ValueError(part)
     et = quote(settings.columns.event_time)
-    columns = [n for n, _ in raw_delta_columns(settings)]
-    names = ", ".join(quote(n) for n in columns)
-    hash_expr = row_hash_sql(columns) if recompute_hashes else "_row_hash"
+    names = ", ".join(quote(n) for n, _ in user_columns(con))
+    row_hash = batch_hash_sql(con, "row", "d") if recompute_hashes else None
+    selection = selection_sql(settings, ds.selection, ds.excluded_batches, row_hash=row_hash)
     cmp = "<" if part == "train" else ">="
     sql = (
-        f"SELECT {names}, {hash_expr} AS _row_hash FROM ({selection_sql(settings, ds.selection, ds.excluded_batches)}) "
+        f"SELECT {names}, _row_hash, _batch_id FROM ({selection}) "
         f"WHERE {et} {cmp} $boundary ORDER BY {key_order(settings)}"
     )
     frame = con.sql(sql, params={**ds.params(), "boundary": ds.holdout_start_time}).pl()
@@ -323,4 +359,5 @@ def read_split(
             f"data set {ds.dataset_hash}: the {part} rows read ({frame.height} rows, hash {got}) differ from the "
             f"recorded ones ({expected_rows} rows, hash {expected_hash}): the warehouse rows behind it changed"
         )
-    return frame if with_row_hashes else frame.drop("_row_hash")
+    drop = [c for c, keep in (("_row_hash", with_row_hashes), ("_batch_id", with_batch_ids)) if not keep]
+    return frame.drop(drop)

@@ -123,7 +123,12 @@ def train_challenger(
         "label": {"column": s.columns.label, "classes": list(s.columns.label_classes)},
         "profile": profile,
         "exploration_weight": s.dataset.exploration_weight if flag else None,
-        "rows": {"train": ds.n_train, "holdout": ds.n_holdout, "train_positives": positives},
+        "rows": {
+            "train": ds.n_train,
+            "holdout": ds.n_holdout,
+            "train_positives": positives,
+            "late_labelled": ds.rows_late_labelled,
+        },
         "watermark": {"max_batch_id": ds.max_batch_id, "newest_event_time": ds.newest_event_time.isoformat()},
         "run_id": run_id,
     }

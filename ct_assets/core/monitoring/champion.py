@@ -57,7 +57,7 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
             return ChampionScore(None, "nothing to score")
         frame, newest_batch = fresh_rows(con, s, watermark, with_batch_ids=True)
         validation = registry.latest_validation(con, champion)
-        judged = evidence.judged_batch_ids(con)
+        decided = evidence.decided(con)
     try:
         loaded = lgbm.load_version(s.paths.models, champion)
     except CtError as e:
@@ -70,22 +70,29 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
     y = lgbm.labels(labelled, s)
     dec = decay(s, y, scores, reference)
     profile = loaded.card.get("profile")
-    drifts = drift(profile, frame.drop("_batch_id"), s) if profile else []
+    landed = frame.filter(frame["_new_row"]).drop("_batch_id", "_new_row")  # late labels' rows: not drift
+    drifts = drift(profile, landed, s) if profile and landed.height else []
     out = ChampionScore(champion, "", dec, drifts)
-    batch_scores = _batch_scores(s, labelled["_batch_id"].to_numpy(), y, scores, judged)
+    batch_scores = _batch_scores(s, labelled["_batch_id"].to_numpy(), y, scores, decided)
     out.history, out.decisions = _record(
-        s, out, watermark, newest_batch, frame.height, batch_scores, reference, run_id
+        s, out, watermark, newest_batch, landed.height, batch_scores, reference, run_id
     )
     _alert(s, out.decisions, logger)
     return out
 
 
 def _batch_scores(
-    s: Settings, batch_ids: np.ndarray, y: np.ndarray, scores: np.ndarray, judged: set[int]
+    s: Settings,
+    batch_ids: np.ndarray,
+    y: np.ndarray,
+    scores: np.ndarray,
+    decided: dict[int, tuple[str, int]],
 ) -> list[evidence.BatchScore]:
-    """The champion's metric on each batch not judged yet."""
+    """The champion's metric on each batch to judge now (evidence.to_judge)."""
     out = []
-    for b in sorted(set(batch_ids.tolist()) - judged):
+    ids, counts = np.unique(batch_ids, return_counts=True)
+    labelled = {int(b): int(n) for b, n in zip(ids.tolist(), counts.tolist(), strict=True)}
+    for b in evidence.to_judge(s, labelled, decided):
         mask = batch_ids == b
         out.append(evidence.score_batch(s, int(b), y[mask], scores[mask]))
     return out

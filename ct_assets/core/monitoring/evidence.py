@@ -6,7 +6,8 @@ labels disagree with the champion far beyond the champion's own batch-to-batch s
 judged once, when it lands, by the champion then in force:
 
 - `normal`: the champion's primary metric on its labelled rows is within the expected range;
-- `unjudged`: too few labelled rows ([holdback] min_rows), one class only, or no champion yet;
+- `unjudged`: too few labelled rows ([holdback] min_rows), one class only, or no champion yet; a batch
+  that landed without its labels is judged again once enough of them have arrived (late labels);
 - `suspect`: worse than the reference by more than max(z * spread, min_drop): held back from training
   windows, golden sets and the gate's holdout until the next judged batch decides;
 - `confirmed`: a suspect whose next judged batch is off too (a shift): trained on again, and the
@@ -89,8 +90,27 @@ def latest(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [{**dict(zip(keys, r[:9], strict=True)), "recorded_at": str(r[9])} for r in rows]
 
 
-def judged_batch_ids(con: duckdb.DuckDBPyConnection) -> set[int]:
-    return {int(r[0]) for r in con.execute("SELECT DISTINCT batch_id FROM batch_decisions").fetchall()}
+def decided(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[str, int]]:
+    """Every batch with a decision: its latest status and the labelled rows it was decided on."""
+    rows = con.execute(
+        "SELECT batch_id, status, rows_labelled FROM (SELECT *, row_number() OVER (PARTITION BY batch_id "
+        "ORDER BY decision_id DESC) AS rk FROM batch_decisions) WHERE rk = 1"
+    ).fetchall()
+    return {int(b): (status, int(n or 0)) for b, status, n in rows}
+
+
+def to_judge(
+    settings: Settings, labelled: dict[int, int], decisions: dict[int, tuple[str, int]]
+) -> list[int]:
+    """Batches to score now, from their labelled rows among the fresh ones: those never decided on, and
+    those left `unjudged` whose labels have since arrived (late labels) in number enough to judge them.
+    A batch is otherwise judged once."""
+    out = []
+    for batch, n in sorted(labelled.items()):
+        status, before = decisions.get(batch, ("", -1))
+        if before < 0 or (status == "unjudged" and n > before and n >= settings.holdback.min_rows):
+            out.append(batch)
+    return out
 
 
 def record(

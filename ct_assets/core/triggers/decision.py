@@ -1,8 +1,10 @@
 """When to retrain, and how fresh things are: cheap reads of the ingest log, never scans of raw rows.
 
-The ingest log holds one row per landed file with its labelled-row count and event-time range, so
-"labelled rows newer than the champion's training watermark" is a sum over a few hundred log rows,
-whatever the size of `raw_deltas`.
+The ingest log holds one row per landed file with its labelled-row count, the labels it attached to
+rows landed earlier (late labels), and its event-time range, so "labelled rows newer than the champion's
+training watermark" is a sum over a few hundred log rows, whatever the size of `raw_deltas`. A label
+attached by a batch after the watermark is one the champion never trained on (store.labels), whichever
+batch its row landed in.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class TriggerInputs:
 
     champion: str | None
     watermark_batch_id: int
-    rows_since_training: int  # labelled rows in batches after the watermark (summed from the ingest log)
+    # labelled rows the champion has not trained on: rows that landed labelled in batches after its
+    # watermark, and labels attached (late) by those batches (summed from the ingest log)
+    rows_since_training: int
     newest_batch_id: int
     champion_created_at: datetime | None
     recent_model_times: list[datetime]  # created_at of the newest models, newest first (cooldown, cap)
@@ -108,8 +112,8 @@ def read_trigger_inputs(con: duckdb.DuckDBPyConnection) -> TriggerInputs:
     champ, watermark, _ = champion_watermark(con)
     row = fetch_one(
         con,
-        "SELECT coalesce(sum(rows_labelled) FILTER (WHERE batch_id > ?), 0), coalesce(max(batch_id), 0) "
-        "FROM ingest_log WHERE status = 'ingested'",
+        "SELECT coalesce(sum(coalesce(rows_labelled, 0) + coalesce(labels_attached, 0)) FILTER (WHERE batch_id > ?), 0), "
+        "coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'",
         [watermark],
     )
     rows_since, newest = (int(row[0]), int(row[1])) if row else (0, 0)

@@ -11,8 +11,9 @@ import polars as pl
 
 from ct_assets.config.settings import Settings
 from ct_assets.core.triggers.decision import champion_watermark
-from ct_assets.store.schema import raw_delta_columns
-from ct_assets.store.sql import fetch_one, quote
+from ct_assets.store import labels
+from ct_assets.store.evolution import user_columns
+from ct_assets.store.sql import fetch_one, fetch_value, quote
 
 FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of the newest rows
 
@@ -20,16 +21,33 @@ FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of
 def fresh_rows(
     con: duckdb.DuckDBPyConnection, settings: Settings, watermark: int, *, with_batch_ids: bool = False
 ) -> tuple[pl.DataFrame, int]:
-    """The rows ingested after the champion's watermark (at most FRESH_ROWS_LIMIT, the newest), and the
-    newest batch id among them."""
-    names = ", ".join(quote(n) for n, _ in raw_delta_columns(settings))
-    et = quote(settings.columns.event_time)
+    """The rows the champion has not seen: those ingested after its watermark, and older rows whose label
+    arrived after it (late labels; store.labels), each with its effective label; at most FRESH_ROWS_LIMIT,
+    the newest. Returns them and the newest batch among them. With `with_batch_ids`, each row's
+    `_batch_id` and `_new_row` (it landed after the watermark: drift looks at those only)."""
+    label, et = quote(settings.columns.label), quote(settings.columns.event_time)
+    cols = [quote(n) for n, _ in user_columns(con)]
+    select = ", ".join(f"{labels.label_sql(settings)} AS {c}" if c == label else f"d.{c}" for c in cols)
+    parts = [
+        f"SELECT {select}, d._batch_id, true AS _new_row, d._batch_id AS _arrived "
+        f"FROM raw_deltas d{labels.join_sql(settings, 'd')} WHERE d._batch_id > $wm"
+    ]
+    rid = settings.columns.row_id
+    if rid and fetch_value(
+        con, "SELECT count(*) FROM label_events WHERE status = 'attached' AND batch_id > ?", [watermark]
+    ):
+        parts.append(
+            f"SELECT {select}, d._batch_id, false, e._label_batch FROM ({labels.attached_sql()}) e "
+            f"JOIN raw_deltas d ON d.{quote(rid)} = e._lk "
+            f"WHERE e._label_batch > $wm AND d._batch_id <= $wm AND d.{label} IS NULL"
+        )
     frame = con.sql(
-        f"SELECT {names}, _batch_id FROM raw_deltas WHERE _batch_id > ? ORDER BY _batch_id DESC, {et} DESC LIMIT ?",
-        params=[watermark, FRESH_ROWS_LIMIT],
+        " UNION ALL ".join(parts) + f" ORDER BY _arrived DESC, {et} DESC LIMIT $limit",
+        params={"wm": watermark, "limit": FRESH_ROWS_LIMIT},
     ).pl()
-    newest = int(frame["_batch_id"].max() or watermark) if frame.height else watermark
-    return (frame if with_batch_ids else frame.drop("_batch_id")), newest
+    newest = int(frame["_arrived"].max() or watermark) if frame.height else watermark
+    frame = frame.drop("_arrived")
+    return (frame if with_batch_ids else frame.drop("_batch_id", "_new_row")), newest
 
 
 @dataclass(frozen=True)

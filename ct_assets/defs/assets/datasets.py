@@ -111,6 +111,8 @@ def _dataset_metadata(sel: TrainingSelection) -> dict:
         "rows_train": ds.n_train,
         "rows_holdout": ds.n_holdout,
         "rows_unlabelled_skipped": ds.rows_unlabelled,
+        "rows_late_labelled": ds.rows_late_labelled,
+        "labels_through_batch": ds.max_batch_id,
         "rows_left_out_golden_reserve": ds.rows_reserved,
         "rows_left_out_same_content_as_reserve": ds.rows_same_content,
         "rows_left_out_held_back": ds.rows_held_back,

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ct_assets.core.ingest.ingest import ingest_landed_files
+from ct_assets.core.ingest.ingest import IngestReport, ingest_landed_files
 from ct_assets.core.ingest.quality import CHECKS
 from ct_assets.defs.budget import tag_run_worker
 from ct_assets.defs.checks.quality import gx_check_results
@@ -42,19 +42,6 @@ def raw_deltas(context: dg.AssetExecutionContext, settings: SettingsResource) ->
             "SELECT (SELECT count(*) FROM raw_deltas), coalesce(max(batch_id), 0), "
             "max(max_event_time) FROM ingest_log WHERE status = 'ingested'",
         ) or (0, 0, None)
-    files = [
-        {
-            "file": f.name,
-            "status": f.status,
-            "batch_id": f.batch_id,
-            "rows": f.rows,
-            "rows_labelled": f.rows_labelled,
-            "rows_duplicate_dropped": f.rows_duplicate,
-            "reason": f.reason,
-            "stored_as": f.stored_as,
-        }
-        for f in report.files
-    ]
     for f in report.with_status("quarantined"):
         context.log.warning(f"quarantined {f.reason}")
     yield dg.Output(
@@ -66,9 +53,33 @@ def raw_deltas(context: dg.AssetExecutionContext, settings: SettingsResource) ->
             "files_quarantined": len(report.with_status("quarantined")),
             "files_duplicate": len(report.with_status("duplicate")),
             "rows_appended": report.rows_appended,
+            "labels_attached": report.labels_attached,
             "newest_batch_id": int(batches),
             "newest_event_time": str(newest) if newest else "none",
-            "files": table(files),
+            "files": table(_file_rows(report)),
         },
     )
     yield from gx_check_results(report)
+
+
+def _file_rows(report: IngestReport) -> list[dict]:
+    """One row per handled file: what it became, its rows and the labels it brought (late labels: how
+    many attached, pending, conflicting, and their median delay from the rows' event times)."""
+    return [
+        {
+            "file": f.name,
+            "kind": f.kind,
+            "status": f.status,
+            "batch_id": f.batch_id,
+            "rows": f.rows,
+            "rows_labelled": f.rows_labelled,
+            "rows_duplicate_dropped": f.rows_duplicate,
+            "labels_attached": f.labels.attached,
+            "labels_pending": f.labels.pending,
+            "labels_conflict": f.labels.conflict,
+            "label_delay_median_hours": f.labels.delay_hours,
+            "reason": f.reason,
+            "stored_as": f.stored_as,
+        }
+        for f in report.files
+    ]
