@@ -57,6 +57,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         drift_slice=args.drift_slice,
         file_format=args.format,
         exploration=args.exploration,
+        label_delay=args.label_delay,
+        late_share=args.late_share,
     )
     for path in simulate(_settings(), opts):
         print(path)
@@ -78,7 +80,9 @@ def cmd_cycle(args: argparse.Namespace) -> int:
             print(f"failed check {name}: {out['failed_reasons'].get(name, '')}")
         print(
             f"files: {out['ingested_files']} ingested, {out['quarantined_files']} quarantined, "
-            f"{out['duplicate_files']} duplicate; trigger: {out['trigger']['reason']}"
+            f"{out['duplicate_files']} duplicate; labels: {out['labels_attached']} attached, "
+            f"{out['labels_pending']} pending, {out['labels_conflict']} conflicting; "
+            f"trigger: {out['trigger']['reason']}"
         )
     if out["verdict"] == "failed":
         print(f"ct-assets: error: the CT run failed: {out.get('error')}", file=sys.stderr)
@@ -106,6 +110,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"rows: {out['rows_total']} in the warehouse ({out['rows_labelled']} labelled); "
         f"{out['rows_since_training']} labelled since the champion's training (retrain at {out['retrain_threshold']})"
     )
+    late, delay = out["labels"], out["labels"]["delay_hours"]
+    if late["attached"] or late["pending"] or late["conflict"]:
+        print(
+            f"late labels: {late['attached']} attached, {late['pending']} pending (no row with that id yet), "
+            f"{late['conflict']} conflicting (first label kept), {late['duplicate']} duplicate; "
+            f"label delay median {delay['median']} h, p90 {delay['p90']} h, max {delay['max']} h"
+        )
     print(f"next: {'retrain due' if out['retrain_due'] else 'no retrain yet'} ({out['retrain_reason']})")
     for name, text in out["triggers"].items():
         print(f"  {name}: {text}")

@@ -52,7 +52,22 @@ def _add_simulate(sub: Any) -> None:
         "batch 12's labels flipped, every other batch clean), none",
     )
     sim.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
-    sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows without a label yet")
+    sim.add_argument("--unlabelled", type=float, default=0.02, help="share of rows never labelled")
+    sim.add_argument(
+        "--label-delay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="land each batch's rows without their labels, and the labels as a label file (row_id, label) "
+        "N batches later along the stream (labels still due when it stops land with a later call)",
+    )
+    sim.add_argument(
+        "--late-share",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="with --label-delay: the share of labelled rows whose labels arrive late (default 1: all)",
+    )
     sim.add_argument("--drift-slice", default=None, help="COLUMN=VALUE: concept drift confined to that slice")
     sim.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     sim.add_argument(

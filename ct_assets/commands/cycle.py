@@ -14,15 +14,21 @@ from ct_assets.core.triggers.decision import retrain_decision
 from ct_assets.defs.constants import CT_SELECTION, TRIGGER_TAG
 from ct_assets.errors import DataError
 from ct_assets.store.sql import fetch_one
-from ct_assets.store.warehouse import connect_reader
+from ct_assets.store.warehouse import connect_reader, connect_writer
 
 
 def _ingest_counts(settings: Settings, run_id: str) -> dict[str, int]:
+    """Files by status, and the labels they brought by what became of them, in one ingest run."""
     with connect_reader(settings, wait_seconds=30) as con:
         rows = con.execute(
-            "SELECT status, count(*) FROM ingest_log WHERE run_id = ? GROUP BY 1", [run_id]
+            "SELECT status, count(*), sum(labels_attached), sum(labels_pending), sum(labels_conflict) "
+            "FROM ingest_log WHERE run_id = ? GROUP BY 1",
+            [run_id],
         ).fetchall()
-    return {status: int(n) for status, n in rows}
+    out = {status: int(n) for status, n, *_ in rows}
+    for i, key in enumerate(("labels_attached", "labels_pending", "labels_conflict")):
+        out[key] = sum(int(r[2 + i] or 0) for r in rows)
+    return out
 
 
 def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
@@ -38,8 +44,12 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "ingested_files": 0,
         "quarantined_files": 0,
         "duplicate_files": 0,
+        "labels_attached": 0,
+        "labels_pending": 0,
+        "labels_conflict": 0,
         "runs": {},
     }
+    check_config(settings)
     recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
     _ingest(settings, out)
     out["ingest_seconds"] = round(time.perf_counter() - started, 3)
@@ -72,6 +82,15 @@ def _ingest(settings: Settings, out: dict[str, Any]) -> None:
     out["ingested_files"] = counts.get("ingested", 0)
     out["quarantined_files"] = counts.get("quarantined", 0)
     out["duplicate_files"] = counts.get("duplicate", 0)
+    for key in ("labels_attached", "labels_pending", "labels_conflict"):
+        out[key] = counts[key]
+
+
+def check_config(settings: Settings) -> None:
+    """Before any run: open the warehouse as a writer once, so that a config it cannot follow is refused
+    in one line (store.evolution) and a new optional feature's column is added."""
+    with connect_writer(settings):
+        pass
 
 
 def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -> None:

@@ -9,6 +9,7 @@ from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
 from ct_assets.core.datasets.golden import active_golden
 from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.labels import OPEN_PENDING
 from ct_assets.core.triggers.decision import retrain_decision
 from ct_assets.core.triggers.freshness import freshness
 from ct_assets.errors import CtError
@@ -31,6 +32,7 @@ def status(settings: Settings) -> dict[str, Any]:
         rows_total, rows_labelled = fetch_one(
             con, f"SELECT count(*), count({quote(settings.columns.label)}) FROM raw_deltas"
         ) or (0, 0)
+        late = late_labels(con)
         decision = retrain_decision(con, settings)
         fr = freshness(con, settings, now, [f.landed_at for f in pending])
         last = registry.last_verdict(con)
@@ -63,7 +65,9 @@ def status(settings: Settings) -> dict[str, Any]:
         "champion_version": champion,
         "champion": champ_info,
         "rows_total": int(rows_total),
-        "rows_labelled": int(rows_labelled),
+        "rows_labelled": int(rows_labelled) + late["attached"],  # with the labels attached late
+        "labels_attached": late["attached"],
+        "labels": late,
         "rows_since_training": decision.rows_since_training,
         "retrain_threshold": decision.threshold,
         "retrain_due": decision.should_run,
@@ -82,6 +86,32 @@ def status(settings: Settings) -> dict[str, Any]:
         "golden_hash": golden.golden_hash if golden else None,
         "open_alerts": [{**a, "raised_at": _iso(a["raised_at"])} for a in open_alerts],
         "warehouse": str(settings.paths.warehouse),
+    }
+
+
+def late_labels(con: Any) -> dict[str, Any]:
+    """Labels that arrived apart from their rows (label_events): attached, still pending (no row with that
+    id yet), conflicting (a second, different label: the first stays), duplicate; and the delay of those
+    attached, their label time (else their arrival) minus the row's event time, in hours."""
+    row = fetch_one(
+        con,
+        "SELECT count(*) FILTER (WHERE status = 'attached'), count(*) FILTER (WHERE status = 'conflict'), "
+        "count(*) FILTER (WHERE status = 'duplicate'), "
+        "quantile_cont(delay_seconds, [0.5, 0.9]) FILTER (WHERE status = 'attached'), "
+        "max(delay_seconds) FILTER (WHERE status = 'attached') FROM label_events",
+    ) or (0, 0, 0, None, None)
+    pending = fetch_one(con, f"SELECT count(*) FROM ({OPEN_PENDING})") or (0,)
+    q = row[3] or [None, None]
+
+    def hours(x: float | None) -> float | None:
+        return None if x is None else round(float(x) / 3600, 3)
+
+    return {
+        "attached": int(row[0] or 0),
+        "pending": int(pending[0] or 0),
+        "conflict": int(row[1] or 0),
+        "duplicate": int(row[2] or 0),
+        "delay_hours": {"median": hours(q[0]), "p90": hours(q[1]), "max": hours(row[4])},
     }
 
 

@@ -7,6 +7,9 @@ features and concept, drift confined to one slice value, label noise, rows whose
 yet, and drift modes that unfold along the stream.
 
 The churn probability is sigmoid(logit(x)); concept A (`_logit`) holds unless a mode says otherwise.
+`--label-delay N` lands the labels of each batch's rows (or a share of them, `--late-share`) as a label
+file N batches later (tools.simulator_labels).
+
 `--drift` takes a number (a static shift of features and concept of that strength in every batch, 0 to
 5, 1 is strong) or a mode. Modes follow the stream's batch number b (1 for its first delta, counted
 across calls), so one call of 24 batches and 24 calls of one hold the same rows (only the event times
@@ -52,6 +55,7 @@ import polars as pl
 
 from ct_assets.config import Settings
 from ct_assets.errors import CtError
+from ct_assets.tools import simulator_labels as late
 
 REGIONS = ["north", "south", "east", "west"]
 CHANNELS = ["web", "store", "phone", "partner"]
@@ -87,6 +91,8 @@ class SimulationOptions:
     drift_slice: str | None = None  # "column=value": concept drift only in that slice
     exploration: float = 0.0  # share of rows flagged as collected under a randomised policy
     file_format: str = "parquet"  # parquet | csv
+    label_delay: int = 0  # > 0: labels land as a label file this many batches after their rows
+    late_share: float = 1.0  # ... for this share of the labelled rows (tools.simulator_labels)
 
     @property
     def drift_mode(self) -> str:
@@ -286,6 +292,11 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
         raise CtError("--exploration needs a config whose [columns] exploration names the flag column")
     if opts.file_format not in ("parquet", "csv"):
         raise CtError(f"--format must be parquet or csv, got {opts.file_format!r}")
+    if opts.label_delay < 0 or not 0 <= opts.late_share <= 1:
+        raise CtError(
+            f"--label-delay must be at least 0 and --late-share in [0, 1], got {opts.label_delay} and "
+            f"{opts.late_share}"
+        )
     cols = settings.columns
     if (
         cols.event_time != "event_time"
@@ -333,6 +344,18 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
         if settings.columns.exploration:
             flags = (rng.random(opts.rows) < opts.exploration).astype(np.int64)
             frame = frame.with_columns(pl.Series(settings.columns.exploration, flags))
+        if opts.label_delay > 0:
+            frame, labels = late.withhold(
+                frame,
+                settings,
+                seed=opts.seed,
+                batch=batch_no,
+                share=opts.late_share,
+                delay=span * opts.label_delay,
+                now=now,
+            )
+            due = batch_no + opts.label_delay
+            late.schedule(settings, state, labels, batch=batch_no, due=due, fmt=opts.file_format)
         name = f"delta_{batch_no:06d}_{lo:%Y%m%dT%H%M%S}.{opts.file_format}"
         final = settings.paths.landing / name
         part = settings.paths.landing / f".{name}.part"
@@ -342,6 +365,7 @@ def simulate(settings: Settings, opts: SimulationOptions, *, now: datetime | Non
             frame.write_csv(part)
         os.replace(part, final)  # the landing convention: visible only when complete
         written.append(final)
+        written += late.land_due(settings, state, batch_no)
         state["next_row_id"] += opts.rows
         state["next_batch"] += 1
         state["last_event_time"] = str(times[-1].astype(datetime).isoformat())
