@@ -17,7 +17,7 @@ from ct_assets.config import Settings
 from ct_assets.core import gate
 from ct_assets.core.datasets.golden import read_golden
 from ct_assets.core.datasets.training import DatasetInfo, read_split
-from ct_assets.core.gate import report, score_cache
+from ct_assets.core.gate import comparable, report, score_cache
 from ct_assets.core.modeling import model as lgbm
 
 EVAL_SETS = ("golden", "holdout")
@@ -46,10 +46,16 @@ def eval_sets(
     afterwards both models' scores on these rows are kept for the next validation.
     """
     watch = Stopwatch()
-    frames = {
-        "golden": read_golden(con, s, ds.golden_hash, with_row_hashes=True),
-        "holdout": recent_holdout(con, s, ds, with_row_hashes=True),
-    }
+    restricted = comparable.restrict(
+        con,
+        s,
+        {
+            "golden": read_golden(con, s, ds.golden_hash, with_row_hashes=True, with_batch_ids=True),
+            "holdout": recent_holdout(con, s, ds, with_row_hashes=True, with_batch_ids=True),
+        },
+        [challenger, champion],
+    )
+    frames = {name: r.frame for name, r in restricted.items()}
     hashes = [frames[name][score_cache.HASH_COLUMN].to_numpy() for name in EVAL_SETS]
     watch.lap("read")
     challenger_scores = [challenger.predict(frames[name]) for name in EVAL_SETS]
@@ -75,6 +81,8 @@ def eval_sets(
             slices={c: frames[name][c].fill_null("(null)").to_numpy() for c in s.columns.slices},
             challenger=challenger_scores[i],
             champion=champion_scores[i],
+            not_compared=restricted[name].not_compared,
+            note=restricted[name].note,
         )
         for i, name in enumerate(EVAL_SETS)
     ]
@@ -82,21 +90,35 @@ def eval_sets(
 
 
 def recent_holdout(
-    con: duckdb.DuckDBPyConnection, s: Settings, ds: DatasetInfo, *, with_row_hashes: bool = False
+    con: duckdb.DuckDBPyConnection,
+    s: Settings,
+    ds: DatasetInfo,
+    *,
+    with_row_hashes: bool = False,
+    with_batch_ids: bool = False,
 ) -> pl.DataFrame:
     """The holdout rows the gate compares on: all of them (read and checked against the data set's
     hash), then the newest [gate] holdout_max_rows of them, so that scoring costs do not grow with the
     window."""
-    rows = read_split(con, s, ds, "holdout", with_row_hashes=with_row_hashes)
+    rows = read_split(con, s, ds, "holdout", with_row_hashes=with_row_hashes, with_batch_ids=with_batch_ids)
     cap = s.gate.holdout_max_rows
     return rows.tail(cap) if cap and rows.height > cap else rows
 
 
 def holdout_note(sets: list[gate.EvalSet], ds: DatasetInfo) -> str:
-    compared = next(len(x.y) for x in sets if x.name == "holdout")
+    holdout = next(x for x in sets if x.name == "holdout")
+    compared = len(holdout.y)
+    if holdout.note:
+        return holdout.note
     if compared < ds.n_holdout:
         return f"the newest {compared:,} of the {ds.n_holdout:,} holdout rows ([gate] holdout_max_rows)"
     return f"all {ds.n_holdout:,} holdout rows"
+
+
+def golden_note(sets: list[gate.EvalSet]) -> str:
+    """How the golden set was compared, when not on all its rows (models with different features)."""
+    golden = next(x for x in sets if x.name == "golden")
+    return f"not compared: {golden.not_compared}" if golden.not_compared else golden.note or "all its rows"
 
 
 def gain_shares(m: lgbm.LoadedModel) -> dict[str, float]:

@@ -31,6 +31,7 @@ STATUS_TEXT = {
     "insufficient": "insufficient evidence",
     "underpowered": "insufficient evidence (underpowered; not clearly worse)",
     "no_champion": "no champion",
+    "not_compared": "not compared: no row both models can score",
 }
 
 
@@ -229,7 +230,7 @@ def _comparison_table(result: GateResult) -> list[str]:
         cls = (
             "bad"
             if c.status == "regression"
-            else ("muted" if c.status in ("insufficient", "underpowered") else "ok")
+            else ("muted" if c.status in ("insufficient", "underpowered", "not_compared") else "ok")
         )
         interval = (
             f"[{_num(c.low, signed=True)}, {_num(c.high, signed=True)}]" if c.low is not None else "n/a"
@@ -303,7 +304,7 @@ def _curves(sets: list[EvalSet], meta: dict[str, Any]) -> list[str]:
     """ROC and calibration curves of both models on every evaluation set."""
     out = ["<h2>Curves</h2><div class='plots'>"]
     models = [(f"challenger {meta.get('challenger_version')}", CHALLENGER_COLOR, "challenger")]
-    for s in sets:
+    for s in (x for x in sets if not x.not_compared):
         drawn = (
             [(f"champion {meta.get('champion_version')}", CHAMPION_COLOR, "champion")]
             if s.champion is not None
@@ -334,6 +335,8 @@ VERSION_KEYS = (
     "holdout_hash",
     "golden_hash",
     "holdout_compared",
+    "golden_compared",
+    "features_only_one_model_uses",
     "challenger_data_hash",
     "champion_data_hash",
     "code_version",

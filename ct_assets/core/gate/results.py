@@ -34,6 +34,10 @@ class EvalSet:
     slices: dict[str, np.ndarray]
     challenger: np.ndarray
     champion: np.ndarray | None
+    # Why the set is shown but not compared (no row both models can score: core.gate.comparable); "" when
+    # it is compared. What restricted it to rows both can score, when something did.
+    not_compared: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Comparison:
     positives: int
     challenger: float
     tolerance: float
-    status: str  # ok | regression | insufficient | underpowered | no_champion
+    status: str  # ok | regression | insufficient | underpowered | no_champion | not_compared
     champion: float | None = None
     delta: float | None = None  # improvement of the challenger (positive = better)
     low: float | None = None  # interval of delta

@@ -56,7 +56,10 @@ class _SetVerdicts:
 def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     """Compare the challenger with the champion (if any) on every set, overall and per slice."""
     g, metric = settings.gate, settings.primary_metric
-    verdicts = [_evaluate_set(_usable(raw), settings) for raw in sets]
+    verdicts = [
+        _not_compared(raw, settings) if raw.not_compared else _evaluate_set(_usable(raw), settings)
+        for raw in sets
+    ]
     checks = {regression_check(s.name): v.regression for s, v in zip(sets, verdicts, strict=True)}
     metrics = {s.name: v.metrics for s, v in zip(sets, verdicts, strict=True)}
     comparisons = [c for v in verdicts for c in v.comparisons]
@@ -65,13 +68,31 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     judged = judge_slices([p for v in verdicts for p in v.pending], settings)
     comparisons += judged.comparisons
     checks[SLICE_CHECK] = slice_outcome(comparisons, judged.failures, metric, judged.note)
-    checks[FLOOR_CHECK] = _floor_outcome(sets, metrics, settings)
-    checks[SANITY_CHECK] = _sanity_outcome(sets)
+    compared = [s for s in sets if not s.not_compared]
+    checks[FLOOR_CHECK] = _floor_outcome(compared, metrics, settings)
+    checks[SANITY_CHECK] = _sanity_outcome(compared)
     checks[SECONDARY_CHECK] = secondary_outcome(secondary, settings)
     name_forgetting(checks, comparisons)
+    for s in sets:  # a set compared on part of its rows says so (core.gate.comparable)
+        if s.note and regression_check(s.name) in checks:
+            checks[regression_check(s.name)].summary += f" ({s.note})"
     return GateResult(
         checks, comparisons, metrics, secondary, flips, metric, g.rule, judged.confidence, judged.note
     )
+
+
+def _not_compared(s: EvalSet, settings: Settings) -> _SetVerdicts:
+    """A set with no row both models can score (core.gate.comparable): shown, not compared, not blocking."""
+    tol, _ = tolerances(settings.gate, s.name)
+    nan = {
+        k: math.nan for k in (*all_metrics(np.array([0, 1]), np.array([0.2, 0.8]), 0.5), "calibration_error")
+    }
+    metrics = {"challenger": dict(nan), **({"champion": dict(nan)} if s.champion is not None else {})}
+    row = Comparison(s.name, "overall", len(s.y), int(np.sum(s.y)), math.nan, tol, "not_compared")
+    outcome = CheckOutcome(
+        regression_check(s.name), True, f"{s.name}: not compared: {s.not_compared}", [row.__dict__]
+    )
+    return _SetVerdicts(metrics, [row], [], [], None, outcome)
 
 
 def _sanity_problem(raw: EvalSet) -> str | None:

@@ -16,7 +16,7 @@ from ct_assets.common.stopwatch import Stopwatch
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
 from ct_assets.core.datasets.training import DatasetInfo
-from ct_assets.core.gate import evaluation
+from ct_assets.core.gate import comparable, evaluation
 from ct_assets.core.gate.results import GateResult
 from ct_assets.core.gate.rule import evaluate
 from ct_assets.core.modeling import model as lgbm
@@ -107,6 +107,9 @@ def _meta(
         "holdout_hash": ds.holdout_hash,
         "golden_hash": ds.golden_hash,
         "holdout_compared": evaluation.holdout_note(data.sets, ds),
+        "golden_compared": evaluation.golden_note(data.sets),
+        "features_only_one_model_uses": ", ".join(comparable.differing_features([challenger, champion]))
+        or "none",
         "champion_scores_reused": f"{data.champion_scores_reused:,} of {data.rows:,} rows"
         if champion
         else "no champion",

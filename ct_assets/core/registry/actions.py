@@ -18,6 +18,7 @@ from ct_assets.common import failpoints
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core.datasets.golden import active_golden, read_golden
+from ct_assets.core.gate.comparable import scorable_by
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.core.modeling.metrics import all_metrics
 from ct_assets.core.registry import records
@@ -163,7 +164,7 @@ def _rollback(
     loaded = lgbm.load_version(s.paths.models, target)  # load and score before re-pointing
     metrics = _golden_metrics(s, con, loaded)
     value = metrics.get(f"golden_{s.primary_metric}")
-    if metrics and (value is None or not math.isfinite(value)):
+    if metrics.get("golden_rows_scored") and (value is None or not math.isfinite(value)):
         raise RegistryError(f"{target} cannot be scored on the golden set ({s.primary_metric} = {value})")
     rec = records.model(con, target)
     return records.record(
@@ -182,9 +183,14 @@ def _rollback(
 
 
 def _golden_metrics(s: Settings, con: duckdb.DuckDBPyConnection, loaded: lgbm.LoadedModel) -> dict[str, Any]:
+    """The target scored on the active golden set's rows stored with every feature it uses (a model from
+    before a feature was removed, or after one was added, is not judged on rows that never had it)."""
     golden = active_golden(con)
     if golden is None:
         return {}
-    frame = read_golden(con, s, golden.golden_hash)
-    m = all_metrics(lgbm.labels(frame, s), loaded.predict(frame), s.decision_threshold)
-    return {"golden_hash": golden.golden_hash, **{f"golden_{k}": round(v, 6) for k, v in m.items()}}
+    frame = scorable_by(con, read_golden(con, s, golden.golden_hash, with_batch_ids=True), loaded)
+    out: dict[str, Any] = {"golden_hash": golden.golden_hash, "golden_rows_scored": frame.height}
+    if frame.height:
+        m = all_metrics(lgbm.labels(frame, s), loaded.predict(frame), s.decision_threshold)
+        out.update({f"golden_{k}": round(v, 6) for k, v in m.items()})
+    return out
