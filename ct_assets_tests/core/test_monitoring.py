@@ -75,3 +75,16 @@ def test_decay_is_judged_against_the_floor_and_the_champions_own_validation_figu
     few = monitoring.decay(settings, y[:99], scores[:99], reference)
     assert not few.decayed
     assert few.reason == "99 fresh labelled rows; decay is judged from 100"
+
+
+def test_a_batch_left_unjudged_for_want_of_labels_is_judged_once_they_arrive() -> None:
+    """Late labels (issue 13): a batch is judged once; a batch left `unjudged` because its labels had not
+    arrived is judged again when enough of them have (and only then, not at every trickle)."""
+    from ct_assets.config import load_settings
+    from ct_assets.core.monitoring.evidence import to_judge
+
+    s = load_settings(None)  # [holdback] min_rows = 1000
+    decided = {1: ("normal", 5000), 2: ("unjudged", 0), 3: ("unjudged", 900), 4: ("suspect", 4000)}
+    labelled = {1: 6000, 2: 999, 3: 1200, 4: 4500, 5: 10}
+    assert to_judge(s, labelled, decided) == [3, 5]
+    assert to_judge(s, {2: 1000, 3: 900}, decided) == [2]

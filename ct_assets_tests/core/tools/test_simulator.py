@@ -169,3 +169,55 @@ def test_unreadable_state_is_refused(settings: Settings) -> None:
     (settings.paths.state / STATE_FILE).write_text("{not json")
     with pytest.raises(CtError, match="delete it"):
         simulate(settings, SimulationOptions(batches=1, rows=10), now=NOW)
+
+
+def test_label_delay_lands_each_batchs_labels_as_a_label_file_n_batches_later(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`--label-delay N`: batch b lands without the labels of (a share of) its labelled rows, and those land
+    as a label file right after batch b + N, along the stream across calls; the same seed gives the same
+    bytes, and the rows' other values are those of the stream without a delay."""
+    settings = make_settings(columns={"label_time": "labelled_at"})
+    opts = SimulationOptions(batches=3, rows=400, seed=4, label_delay=2, late_share=0.5)
+    first = simulate(settings, opts, now=NOW)
+    second = simulate(
+        settings, SimulationOptions(**{**opts.__dict__, "batches": 1}), now=NOW + timedelta(hours=1)
+    )
+    assert ["_".join(p.stem.split("_")[:2]) for p in [*first, *second]] == [
+        "delta_000001",
+        "delta_000002",
+        "delta_000003",
+        "labels_000001",
+        "delta_000004",
+        "labels_000002",
+    ]
+    assert (settings.paths.state / "simulator_labels" / "labels_000003.parquet").is_file()  # due with batch 5
+    delta, labels = pl.read_parquet(first[0]), pl.read_parquet(first[3])
+    assert labels.columns == ["row_id", "label", "labelled_at"]
+    assert labels["row_id"].is_in(delta.filter(pl.col("label").is_null())["row_id"].implode()).all()
+    assert 0.4 < labels.height / 400 < 0.6  # half the labelled rows, the rest land with their rows
+    assert (labels["labelled_at"] <= NOW).all()
+
+    # The same stream without a delay, in a stream of its own: the same rows and labels.
+    plain = make_settings(paths={"landing": "plain/landing", "state": "plain/state"})
+    plain_paths = simulate(plain, SimulationOptions(batches=1, rows=400, seed=4), now=NOW)
+    undelayed = pl.read_parquet(plain_paths[0])
+    known = delta.join(labels.select("row_id", "label"), on="row_id", how="left").with_columns(
+        pl.coalesce("label", "label_right").alias("label")
+    )
+    assert known.drop("label_right", "event_time").equals(undelayed.drop("event_time"))
+
+
+def test_label_delay_is_deterministic_by_seed(make_settings: Callable[..., Settings]) -> None:
+    bytes_of = []
+    for _ in range(2):
+        s = make_settings()
+        for folder in (s.paths.landing, s.paths.state):
+            if folder.exists():
+                for p in sorted(folder.rglob("*"), reverse=True):
+                    p.unlink() if p.is_file() else p.rmdir()
+        paths = simulate(s, SimulationOptions(batches=3, rows=300, seed=9, label_delay=1), now=NOW)
+        bytes_of.append([p.read_bytes() for p in paths])
+    assert bytes_of[0] == bytes_of[1] and len(bytes_of[0]) == 5
+    with pytest.raises(CtError, match="--label-delay must be at least 0"):
+        simulate(make_settings(), SimulationOptions(batches=1, rows=10, label_delay=-1), now=NOW)

@@ -134,3 +134,22 @@ def test_freshness(warehouse: Settings) -> None:
     assert f.data_lag_hours == pytest.approx(2 / 60)
     assert f.newest_file_landed_at == at(3)
     assert f.file_age_hours == pytest.approx((now - at(3)).total_seconds() / 3600)
+
+
+def test_labels_attached_after_the_watermark_count_whichever_batch_their_row_landed_in(
+    warehouse: Settings,
+) -> None:
+    """Late labels (issue 13): a label attached by a batch after the champion's watermark was never
+    trained on, even when its row landed before the watermark; labels attached by earlier batches were."""
+    with connect_writer(warehouse) as con, transaction(con):
+        log_batch(con, 1, 400)
+        log_batch(con, 2, 0)
+        con.execute("UPDATE ingest_log SET kind = 'labels', labels_attached = 300 WHERE batch_id = 2")
+        before = retrain_decision(con, warehouse)
+        champion_with_watermark(con, "v0001", batch=2)
+        log_batch(con, 3, 100)
+        con.execute("UPDATE ingest_log SET labels_attached = 950 WHERE batch_id = 3")  # rows sent again
+        after = retrain_decision(con, warehouse, now=at(1))
+    assert before.rows_since_training == 700
+    assert after.rows_since_training == 1050
+    assert (after.should_run, after.trigger) == (True, "rows")
