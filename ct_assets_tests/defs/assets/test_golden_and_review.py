@@ -225,7 +225,7 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
             (str(SCHEMA_VERSION),)
         ]
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION == 5
         assert con.execute("SELECT count(*) FROM champion_scores").fetchall() == [(0,)]
         assert con.execute("SELECT count(*) FROM batch_decisions").fetchall() == [(0,)]
         golden = active_golden(con)  # fails today: Binder Error, column "build_id" not found
@@ -284,7 +284,8 @@ def test_champion_at_a_past_time_and_a_rollback_scored_on_the_golden_set(
         labels(frame, settings), load_version(settings.paths.models, "v0001").predict(frame), 0.5
     )
     assert entry.metrics["golden_hash"] == golden.golden_hash
-    assert set(entry.metrics) == {"golden_hash", *(f"golden_{k}" for k in expected)}
+    assert set(entry.metrics) == {"golden_hash", "golden_rows_scored", *(f"golden_{k}" for k in expected)}
+    assert entry.metrics["golden_rows_scored"] == frame.height
     for name, value in expected.items():
         assert entry.metrics[f"golden_{name}"] == pytest.approx(value, abs=1e-6), name
     report = json.loads((settings.paths.reports / "v0001.json").read_text())
