@@ -1,5 +1,5 @@
 """The warehouse's tables: their layout (from the configured columns), creation, upgrades, and the
-schema check that refuses a config whose columns do not match the warehouse it points at."""
+schema check that refuses a config the warehouse cannot follow (store.evolution adds what it can)."""
 
 from __future__ import annotations
 
