@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 
@@ -47,7 +48,8 @@ def config_roles(settings: Settings) -> dict[str, str | None]:
     return {"event_time": c.event_time, "row_id": c.row_id, "label": c.label, "exploration": c.exploration}
 
 
-def _meta(con: duckdb.DuckDBPyConnection, key: str) -> dict | list | None:
+def _meta(con: duckdb.DuckDBPyConnection, key: str) -> Any:
+    """A JSON value kept in the meta table (None when absent): `roles` a dict, `features` a list."""
     text = fetch_value(con, "SELECT value FROM meta WHERE key = ?", [key])
     return json.loads(text) if text else None
 
