@@ -13,6 +13,8 @@ md5(_row_hash, label) (`late_hash_sql`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ct_assets.config.settings import Settings
 from ct_assets.store.hashing import NULL_MARK, SEPARATOR
 from ct_assets.store.sql import quote
@@ -22,23 +24,28 @@ ATTACHED = "attached"
 STATUSES = ("attached", "pending", "conflict", "duplicate")
 
 
-def attached_sql(through: str | None = None) -> str:
+def attached_sql(through: str | None = None, excluded: Sequence[int] = ()) -> str:
     """The attached labels (row_key, label, batch_id), of batches up to `through` (a SQL value, e.g.
-    `$max_batch`) when given."""
+    `$max_batch`) when given, and not brought by a label file among the `excluded` batches (a label file
+    a person excluded: `ct-assets batch exclude`)."""
     bound = f" AND batch_id <= {through}" if through else ""
+    if excluded:
+        bound += f" AND label_batch_id NOT IN ({', '.join(str(int(b)) for b in excluded)})"
     return (
         "SELECT row_key AS _lk, label AS _late_label, batch_id AS _label_batch FROM label_events "
         f"WHERE status = '{ATTACHED}'{bound}"
     )
 
 
-def join_sql(settings: Settings, alias: str = "d", through: str | None = None) -> str:
+def join_sql(
+    settings: Settings, alias: str = "d", through: str | None = None, excluded: Sequence[int] = ()
+) -> str:
     """` LEFT JOIN (attached labels) e ON <alias>.<row id> = e._lk`, or "" when rows have no id (late
     labels need a row id to attach to)."""
     rid = settings.columns.row_id
     if not rid:
         return ""
-    return f" LEFT JOIN ({attached_sql(through)}) e ON {alias}.{quote(rid)} = e._lk"
+    return f" LEFT JOIN ({attached_sql(through, excluded)}) e ON {alias}.{quote(rid)} = e._lk"
 
 
 def late_label_sql(settings: Settings, alias: str = "d") -> str:

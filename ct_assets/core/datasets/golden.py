@@ -139,7 +139,7 @@ def _pick(con: duckdb.DuckDBPyConnection, settings: Settings, excluded_batches: 
     max_batch = int(
         fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
     )
-    joined = labels.join_sql(settings, "r", "$max_batch")
+    joined = labels.join_sql(settings, "r", "$max_batch", excluded_batches)
     effective = labels.label_sql(settings, "r")
     newest = fetch_value(
         con,

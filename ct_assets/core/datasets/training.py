@@ -92,16 +92,16 @@ def define_training_dataset(
     max_batch = int(
         fetch_value(con, "SELECT coalesce(max(batch_id), 0) FROM ingest_log WHERE status = 'ingested'") or 0
     )
+    excluded = tuple(sorted({int(b) for b in excluded_batches}))
     newest = fetch_value(
         con,
-        f"SELECT max(d.{et}) FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch')} "
+        f"SELECT max(d.{et}) FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch', excluded)} "
         f"WHERE d._batch_id <= $max_batch AND {labels.label_sql(settings)} IS NOT NULL",
         {"max_batch": max_batch},
     )
     if newest is None:
         raise DataError("no labelled rows in the warehouse yet: nothing to train on")
     window_start = newest - timedelta(days=settings.dataset.window_days)
-    excluded = tuple(sorted({int(b) for b in excluded_batches}))
     base = selection_sql(settings, SELECTION_LATE_LABELS, excluded)
     params = selection_params(SELECTION_LATE_LABELS, max_batch, window_start, golden_hash)
     n = int(fetch_value(con, f"SELECT count(*) FROM ({base})", params) or 0)
@@ -168,7 +168,8 @@ def _left_out(
         con,
         f"""WITH r AS (SELECT DISTINCT _content_hash FROM raw_deltas WHERE _reserve AND _batch_id <= $max_batch),
         x AS (SELECT d.{et}, d._reserve, d._content_hash, d._batch_id, {labels.label_sql(settings)} AS _label
-              FROM raw_deltas d{labels.join_sql(settings, "d", "$max_batch")} WHERE d._batch_id <= $max_batch)
+              FROM raw_deltas d{labels.join_sql(settings, "d", "$max_batch", excluded)}
+              WHERE d._batch_id <= $max_batch)
         SELECT count(*) FILTER (WHERE {label} IS NULL),
                count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND _reserve),
                count(*) FILTER (WHERE {label} IS NOT NULL AND {et} >= $window_start AND NOT _reserve
@@ -213,7 +214,7 @@ def selection_sql(
         head = (
             f"SELECT d.* REPLACE ({effective} AS {label}, {labels.hash_sql(settings, 'd', stored_hash)} AS "
             f"_row_hash), {labels.late_label_sql(settings)} IS NOT NULL AS _late "
-            f"FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch')}"
+            f"FROM raw_deltas d{labels.join_sql(settings, 'd', '$max_batch', excluded_batches)}"
         )
     else:
         effective = f"d.{label}"

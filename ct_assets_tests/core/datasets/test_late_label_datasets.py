@@ -11,7 +11,12 @@ from pathlib import Path
 import polars as pl
 
 from ct_assets.config import Settings
-from ct_assets.core.datasets.training import SELECTION_LATE_LABELS, SELECTION_RESERVE, read_split
+from ct_assets.core.datasets.training import (
+    SELECTION_LATE_LABELS,
+    SELECTION_RESERVE,
+    define_training_dataset,
+    read_split,
+)
 from ct_assets.core.ingest.ingest import ingest_landed_files
 from ct_assets.core.ingest.landing import ready_files
 from ct_assets.store.warehouse import connect_writer
@@ -79,3 +84,18 @@ def test_data_sets_recorded_before_late_labels_keep_their_hash(base_data: Path, 
             a = read_split(con, s, ds, part, with_row_hashes=True)
             b = read_split(con, s, replace(ds, selection=SELECTION_RESERVE), part, with_row_hashes=True)
             assert a.equals(b)
+
+
+def test_an_excluded_label_file_brings_no_label(base_data: Path, settings: Settings) -> None:
+    """A label file a person excluded (`ct-assets batch exclude B`, or held back) attaches nothing to the
+    data sets defined while it is excluded."""
+    s = use(base_data, settings)
+    labels = land_without_labels(s)
+    land_labels(s, labels)
+    g = golden(s)
+    with connect_writer(s) as con:
+        kept = define_training_dataset(con, s, g.golden_hash)
+        left = define_training_dataset(con, s, g.golden_hash, excluded_batches=[6])
+    assert kept.rows_late_labelled > 0
+    assert left.rows_late_labelled == 0
+    assert left.n_train + left.n_holdout == kept.n_train + kept.n_holdout - kept.rows_late_labelled
