@@ -1,10 +1,12 @@
 """Builds the one Dagster Definitions object of ct_assets, when the definitions load (not at import of
-the modules it gathers): sensor intervals come from the environment then."""
+the modules it gathers): sensor intervals come from the environment then, and the assets' freshness
+policies from the configuration (the file the SettingsResource reads too)."""
 
 import warnings
 
 import dagster as dg
 
+from ct_assets.config import load_settings
 from ct_assets.defs.assets.datasets import golden_dataset, training_dataset
 from ct_assets.defs.assets.ingestion import raw_deltas
 from ct_assets.defs.assets.monitoring import champion_performance
@@ -13,6 +15,7 @@ from ct_assets.defs.assets.training import challenger_model
 from ct_assets.defs.assets.validation import validation_report
 from ct_assets.defs.checks.freshness import champion_model_data_lag_within_limit, raw_deltas_newest_file_fresh
 from ct_assets.defs.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
+from ct_assets.defs.policies import freshness_policies
 from ct_assets.defs.resources import HandoffIOManager, SettingsResource
 from ct_assets.defs.sensors import (
     LANDING_INTERVAL_SECONDS,
@@ -29,11 +32,10 @@ def build_definitions() -> dg.Definitions:
     # Output(data_version=...) is how an asset states its content hash; Dagster still labels it beta.
     warnings.filterwarnings("ignore", message=".*data_version.*", category=dg.BetaWarning)
     settings_resource = SettingsResource()
-    sensors = build_sensors(
-        interval_seconds(LANDING_INTERVAL_SECONDS), interval_seconds(RETRAIN_INTERVAL_SECONDS)
-    )
-    return dg.Definitions(
-        assets=[
+    policies = freshness_policies(load_settings())
+    assets = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(freshness_policy=policies.get(spec.key.to_user_string())),
+        [
             raw_deltas,
             golden_dataset,
             training_dataset,
@@ -42,6 +44,12 @@ def build_definitions() -> dg.Definitions:
             champion_model,
             champion_performance,
         ],
+    )
+    sensors = build_sensors(
+        interval_seconds(LANDING_INTERVAL_SECONDS), interval_seconds(RETRAIN_INTERVAL_SECONDS)
+    )
+    return dg.Definitions(
+        assets=assets,
         asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
         jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],
         sensors=[*sensors, run_failure_alert_sensor],
