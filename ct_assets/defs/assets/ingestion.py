@@ -18,7 +18,6 @@ from ct_assets.store.warehouse import connect_reader
 @dg.asset(
     group_name=INGESTION,
     kinds={"duckdb", "polars"},
-    code_version="1",
     # Its FreshnessPolicy comes from [freshness] max_file_age_hours when the definitions are built
     # (defs/policies.py), so the UI and the checks judge by the same limit.
     check_specs=[dg.AssetCheckSpec(name, asset="raw_deltas", description=d) for name, d in CHECKS.items()],

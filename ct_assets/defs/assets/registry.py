@@ -50,7 +50,6 @@ def blocking_checks_passed(instance: dg.DagsterInstance, report_run_id: str, ver
 @dg.asset(
     group_name=REGISTRY,
     kinds={"duckdb"},
-    code_version="1",
     # Its FreshnessPolicy comes from [retrain] max_champion_age_hours when the definitions are built
     # (defs/policies.py).
 )

@@ -48,7 +48,6 @@ COMPARISON_COLUMNS = [
 @dg.asset(
     group_name=VALIDATION,
     kinds={"lightgbm", "duckdb"},
-    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(n, asset="validation_report", description=d, blocking=True)
         for n, d in BLOCKING_CHECKS.items()
