@@ -53,3 +53,18 @@ def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.Data
             **data,
         }
     ).with_columns(pl.col("event_time").cast(pl.Datetime("us")))
+
+
+def relanded(frame: pl.DataFrame, first_id: int, *, flip_labels: bool = False) -> pl.DataFrame:
+    """The same events (event time and features) under new ids from first_id, as real data holds them:
+    distinct rows that agree on every configured value but the id (and, with flip_labels, the label)."""
+    out = frame.with_columns(pl.int_range(first_id, first_id + frame.height, dtype=pl.Int64).alias("row_id"))
+    return out.with_columns((1 - pl.col("label")).alias("label")) if flip_labels else out
+
+
+def with_unlabelled(frame: pl.DataFrame, every: int) -> pl.DataFrame:
+    """`frame` with every `every`-th row's label not arrived yet (null)."""
+    index = pl.int_range(0, frame.height)
+    return frame.with_columns(
+        pl.when(index % every == 0).then(None).otherwise(pl.col("label")).alias("label")
+    )
