@@ -29,7 +29,7 @@ from ct_assets.store.hashing import combine
 from ct_assets.store.schema import content_columns
 from ct_assets.store.warehouse import connect_writer, transaction
 from ct_assets_tests.core.datasets.support import NOW, fill, golden, query, use
-from ct_assets_tests.helpers.data import labelled_frame, relanded, with_unlabelled
+from ct_assets_tests.helpers.data import frames_with_twins
 
 CONFIG = "[retrain]\nmin_new_rows = 1000\n[dataset]\ngolden_fraction = 0.2\n"
 SHORT_WINDOW = 3.2  # days: cuts batch 1 (the oldest day) in two
@@ -39,13 +39,7 @@ SHORT_WINDOW = 3.2  # days: cuts batch 1 (the oldest day) in two
 def twins_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four batches; batch 3 re-lands 400 events of batch 1 and 300 of batch 2 (those with another label)
     under new ids, so that reserve rows have content twins outside the reserve and the other way round."""
-    b1 = with_unlabelled(labelled_frame(1500, seed=11, end=NOW - timedelta(days=3)), 40)
-    b2 = with_unlabelled(labelled_frame(1500, seed=12, end=NOW - timedelta(days=2)), 40)
-    b3 = pl.concat(
-        [relanded(b1.head(400), 20_000_000), relanded(b2.slice(100, 300), 20_000_400, flip_labels=True)]
-    )
-    b4 = with_unlabelled(labelled_frame(1000, seed=13, end=NOW - timedelta(hours=1)), 40)
-    return fill(tmp_path_factory.mktemp("twins"), CONFIG, [b1, b2, b3, b4])
+    return fill(tmp_path_factory.mktemp("twins"), CONFIG, frames_with_twins(NOW))
 
 
 def expected(s: Settings, max_batch: int, excluded: tuple[int, ...] = ()) -> dict[str, set[int]]:
