@@ -170,12 +170,6 @@ def test_the_reference_restarts_after_a_confirmed_shift(warehouse: Settings) -> 
     assert judge(s, score(10, 0.55))[0].status == "suspect"  # off the new level
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/monitoring/evidence.py _reference: it stops at the newest confirmed batch, which alone "
-    "is fewer than 3 values, so the reference falls back to the validation figure (the level before the "
-    "shift); under a shift that persists with the same champion every other batch is suspect again",
-)
 def test_the_batch_right_after_a_confirmed_shift_at_the_new_level_is_normal(warehouse: Settings) -> None:
     """README: 'both are confirmed and trained on, and the champion's reference restarts there'. A third
     batch at the confirmed, shifted level is not a new suspect."""

@@ -132,23 +132,17 @@ def test_without_an_id_rows_equal_in_every_value_get_the_same_flag(
     a = rowless(2000, seed=1, start=NOW - timedelta(days=5))
     again = pl.concat([a.head(1000), rowless(1000, seed=2, start=NOW - timedelta(days=2))])
     land(s, a, again)
-    rows = stored(s, "_batch_id, _row_hash, _reserve")
+    rows = stored(s, "_batch_id, _row_hash, _content_hash, _reserve")
     first, second = rows.filter(pl.col("_batch_id") == 1), rows.filter(pl.col("_batch_id") == 2)
     pairs = first.join(second, on="_row_hash", suffix="_again")
     assert pairs.height == 1000
     assert pairs["_reserve"].to_list() == pairs["_reserve_again"].to_list()
     assert 0 < pairs["_reserve"].sum() < 1000
-    # and the flag is the bucket of the row's value hash (the key without an id)
+    # and the flag is the bucket of the row's content hash (the key without an id)
     cut = round(0.3 * RESERVE_BUCKETS)
-    assert rows["_reserve"].to_list() == [h % RESERVE_BUCKETS < cut for h in rows["_row_hash"].to_list()]
+    assert rows["_reserve"].to_list() == [h % RESERVE_BUCKETS < cut for h in rows["_content_hash"].to_list()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ct_assets/store/schema.py reserve_sql: without an id the key is the hash of every column, the "
-    "label included, so rows equal in content (event time and features, README 'datasets') but with "
-    "another label fall on different sides of the reserve",
-)
 def test_without_an_id_rows_equal_in_content_get_the_same_flag_whatever_their_label(
     make_settings: Callable[..., Settings],
 ) -> None:
