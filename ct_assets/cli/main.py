@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from ct_assets.cli.parser import build_parser
 from ct_assets.errors import CtError
 
 DEBUG_ENV = "CT_ASSETS_DEBUG"
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: how Unix tools end when the reader of their output has gone
 
 
 def _print_json(data: Any) -> None:
@@ -275,22 +277,47 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command](args) or 0)
+        code = int(COMMANDS[args.command](args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not in the flush at interpreter exit
+        return code
+    except BrokenPipeError as e:
+        if not _stdout_reader_gone():
+            return _unexpected(e)
+        # As Python's docs advise (signal module, "Note on SIGPIPE"): stdout to devnull, so that the
+        # flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
     except CtError as e:
         print(f"ct-assets: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ct-assets: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # anything unexpected: one line, the traceback only on request
-        if os.environ.get(DEBUG_ENV):
-            traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(
-            f"ct-assets: error: {type(e).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as e:
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> int:
+    """Anything unexpected: one line on stderr, the traceback only on request."""
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    print(
+        f"ct-assets: error: {type(e).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (`ct-assets status | head -3`); any other
+    broken pipe (a webhook, a child process) is an error like any other."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout is not a file descriptor
+        return False
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """Builds the one Dagster Definitions object of ct_assets, when the definitions load (not at import of
-the modules it gathers): sensor intervals come from the environment then."""
+the modules it gathers): sensor intervals come from the environment then, the assets' freshness
+policies from the configuration (the file the SettingsResource reads too), and each asset's code
+version from the source of its module and of every project module that module imports."""
 
 import warnings
 
 import dagster as dg
 
-from ct_assets.defs.assets.datasets import golden_dataset, training_dataset
-from ct_assets.defs.assets.ingestion import raw_deltas
-from ct_assets.defs.assets.monitoring import champion_performance
-from ct_assets.defs.assets.registry import champion_model
-from ct_assets.defs.assets.training import challenger_model
-from ct_assets.defs.assets.validation import validation_report
+from ct_assets.common.code_versions import code_version
+from ct_assets.config import load_settings
+from ct_assets.defs.assets import datasets, ingestion, monitoring, registry, training, validation
 from ct_assets.defs.checks.freshness import champion_model_data_lag_within_limit, raw_deltas_newest_file_fresh
 from ct_assets.defs.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
+from ct_assets.defs.policies import freshness_policies
 from ct_assets.defs.resources import HandoffIOManager, SettingsResource
 from ct_assets.defs.sensors import (
     LANDING_INTERVAL_SECONDS,
@@ -23,25 +23,37 @@ from ct_assets.defs.sensors import (
     run_failure_alert_sensor,
 )
 
+# Every asset beside the module defining it: that module and what it imports make its code version.
+ASSETS = [
+    (ingestion, ingestion.raw_deltas),
+    (datasets, datasets.golden_dataset),
+    (datasets, datasets.training_dataset),
+    (training, training.challenger_model),
+    (validation, validation.validation_report),
+    (registry, registry.champion_model),
+    (monitoring, monitoring.champion_performance),
+]
+
 
 def build_definitions() -> dg.Definitions:
     """Every asset, check, job, sensor, schedule and resource of the loop."""
     # Output(data_version=...) is how an asset states its content hash; Dagster still labels it beta.
     warnings.filterwarnings("ignore", message=".*data_version.*", category=dg.BetaWarning)
     settings_resource = SettingsResource()
+    policies = freshness_policies(load_settings())
+    versions = {asset.key.to_user_string(): code_version(module.__name__) for module, asset in ASSETS}
+    assets = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(
+            freshness_policy=policies.get(spec.key.to_user_string()),
+            code_version=versions[spec.key.to_user_string()],
+        ),
+        [asset for _, asset in ASSETS],
+    )
     sensors = build_sensors(
         interval_seconds(LANDING_INTERVAL_SECONDS), interval_seconds(RETRAIN_INTERVAL_SECONDS)
     )
     return dg.Definitions(
-        assets=[
-            raw_deltas,
-            golden_dataset,
-            training_dataset,
-            challenger_model,
-            validation_report,
-            champion_model,
-            champion_performance,
-        ],
+        assets=assets,
         asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
         jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],
         sensors=[*sensors, run_failure_alert_sensor],

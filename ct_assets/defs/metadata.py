@@ -1,4 +1,5 @@
-"""Small builders for the metadata the Dagster UI shows: tables from rows of plain values."""
+"""Small builders for the metadata the Dagster UI shows: tables from rows of plain values, floats at
+four significant digits (the stored JSON reports keep every digit)."""
 
 import math
 from collections.abc import Sequence
@@ -7,13 +8,14 @@ from typing import Any
 import dagster as dg
 
 _TYPES = {bool: "bool", int: "int", float: "float"}
+DIGITS = 4  # significant digits of a float in a table: metrics read as in the HTML report (0.7799)
 
 
 def _cell(value: Any) -> Any:
     if value is None:
         return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return float(f"{value:.{DIGITS}g}") if math.isfinite(value) else None
     if isinstance(value, bool | int | float | str):
         return value
     return str(value)
@@ -22,7 +24,8 @@ def _cell(value: Any) -> Any:
 def table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, limit: int = 200
 ) -> dg.MetadataValue:
-    """A metadata table; column types come from the first non-null value of each column."""
+    """A metadata table; column types come from the first non-null value of each column, floats are
+    rounded to DIGITS significant digits."""
     columns = list(columns or (rows[0].keys() if rows else []))
     kinds = {}
     for c in columns:

@@ -11,7 +11,7 @@ from ct_assets.config.settings import Settings
 from ct_assets.errors import WarehouseMissing
 from ct_assets.store import evolution
 from ct_assets.store.columns import raw_delta_columns
-from ct_assets.store.hashing import key_hash_sql
+from ct_assets.store.hashing import key_hash_sql, row_hash_sql
 from ct_assets.store.sql import quote
 
 __all__ = ["SCHEMA_VERSION", "content_columns", "raw_delta_columns", "reserve_sql"]
@@ -194,11 +194,15 @@ def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
 
 
 def reserve_sql(settings: Settings, alias: str = "") -> str:
-    """Whether a row's key falls in the golden reserve: a stable hash bucket of its id (of its content
-    when rows have no id) holding [dataset] golden_fraction of all keys. Decided at ingest and stored."""
-    names = [n for n, _ in raw_delta_columns(settings)]
+    """Whether a row's key falls in the golden reserve: a stable hash bucket of its id (of its content,
+    event time and features, when rows have no id: the same event landed again once its label arrived
+    stays on its side) holding [dataset] golden_fraction of all keys. Decided at ingest and stored."""
     buckets = round(settings.dataset.golden_fraction * RESERVE_BUCKETS)
-    return f"({key_hash_sql(settings.columns.row_id, names, alias)} % {RESERVE_BUCKETS} < {buckets})"
+    if settings.columns.row_id:
+        key = key_hash_sql(settings.columns.row_id, [], alias)
+    else:
+        key = row_hash_sql(content_columns(settings), alias)
+    return f"({key} % {RESERVE_BUCKETS} < {buckets})"
 
 
 RESERVE_BUCKETS = 10_000

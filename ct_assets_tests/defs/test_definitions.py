@@ -2,13 +2,17 @@
 the sensors' interval can be set from the environment."""
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 
+from ct_assets.config import CONFIG_ENV_VAR
 from ct_assets.definitions import defs
 from ct_assets.defs import jobs
 from ct_assets.errors import ConfigError
+from ct_assets_tests.helpers.config import write_config
 
 # asset -> (group, upstream assets)
 ASSETS = {
@@ -73,10 +77,11 @@ JOBS = {
     "freshness_job": ([], ["champion_model_data_lag_within_limit", "raw_deltas_newest_file_fresh"]),
 }
 
-# asset -> (fail window, warn window) of its FreshnessPolicy, shown in the UI; other assets have none
+# asset -> (fail window, warn window) of its FreshnessPolicy under the default config, shown in the UI
+# (fail at the configured limit, warn halfway); other assets have none
 FRESHNESS = {
-    "raw_deltas": (timedelta(hours=24), timedelta(hours=6)),
-    "champion_model": (timedelta(hours=168), timedelta(hours=48)),
+    "raw_deltas": (timedelta(hours=24), timedelta(hours=12)),
+    "champion_model": (timedelta(hours=168), timedelta(hours=84)),
 }
 
 # sensor -> job it targets (None: a run status sensor, which watches runs and starts none); schedules likewise
@@ -113,15 +118,55 @@ def test_asset_check_snapshot() -> None:
     assert graph_checks == set(CHECKS)
 
 
-def test_freshness_policy_snapshot() -> None:
+def freshness_windows(definitions: dg.Definitions) -> dict[str, tuple[timedelta, timedelta | None]]:
+    """asset -> (fail window, warn window) of its freshness policy, for the assets that have one."""
     actual = {}
-    for spec in defs.resolve_all_asset_specs():
+    for spec in definitions.resolve_all_asset_specs():
         policy = spec.freshness_policy
         if policy is not None:
             assert isinstance(policy, dg.FreshnessPolicy)
             warn = policy.warn_window.to_timedelta() if policy.warn_window else None  # type: ignore[attr-defined]
             actual[spec.key.to_user_string()] = (policy.fail_window.to_timedelta(), warn)  # type: ignore[attr-defined]
-    assert actual == FRESHNESS
+    return actual
+
+
+def test_freshness_policy_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ct_assets.defs.build import build_definitions
+
+    assert freshness_windows(defs) == FRESHNESS
+    monkeypatch.delenv(CONFIG_ENV_VAR, raising=False)
+    assert freshness_windows(build_definitions()) == FRESHNESS
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (
+            {"freshness": {"max_file_age_hours": 2}, "retrain": {"max_champion_age_hours": 36}},
+            {
+                "raw_deltas": (timedelta(hours=2), timedelta(hours=1)),
+                "champion_model": (timedelta(hours=36), timedelta(hours=18)),
+            },
+        ),
+        # 0 turns the champion's staleness limit off: no policy; Dagster's windows are a minute at least
+        (
+            {"freshness": {"max_file_age_hours": 0.01}, "retrain": {"max_champion_age_hours": 0}},
+            {"raw_deltas": (timedelta(minutes=1), None)},
+        ),
+    ],
+)
+def test_freshness_policies_follow_the_configured_limits(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, dict[str, Any]],
+    expected: dict[str, tuple[timedelta, timedelta | None]],
+) -> None:
+    from ct_assets.defs.build import build_definitions
+
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "limits.toml", limits)))
+    built = build_definitions()
+    dg.Definitions.validate_loadable(built)
+    assert freshness_windows(built) == expected
 
 
 def test_job_snapshot() -> None:

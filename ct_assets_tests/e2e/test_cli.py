@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -11,7 +12,7 @@ import polars as pl
 import pytest
 import tomli_w
 
-from ct_assets_tests.helpers.cli import cli, error_line, ok, one_json
+from ct_assets_tests.helpers.cli import cli, cli_env, console_script, error_line, ok, one_json
 from ct_assets_tests.helpers.config import CHECKOUT
 
 pytestmark = pytest.mark.slow
@@ -244,3 +245,22 @@ def test_status_before_init_is_refused(project: Path) -> None:
     line = error_line(run(project, "status", "--json", cwd=empty))
     assert "init" in line, line
     assert not any(empty.iterdir()), sorted(files_under(empty))
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["config"]])
+def test_a_reader_that_closes_early_ends_the_command_quietly(project: Path, command: list[str]) -> None:
+    """`ct-assets status | head -3`: when the reader has gone, exit 141 (128 + SIGPIPE) as Unix tools do,
+    with nothing on stderr (no error line, no "Exception ignored" from the flush at exit)."""
+    ok(run(project, "init"))
+    proc = subprocess.Popen(
+        [console_script(), *command],
+        cwd=project,
+        env=cli_env(os.environ["DAGSTER_HOME"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before the command writes its first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=COMMAND_TIMEOUT) == 141, stderr
+    assert stderr == ""

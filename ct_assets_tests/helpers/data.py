@@ -53,3 +53,31 @@ def labelled_frame(n: int, seed: int, *, end: datetime | None = None) -> pl.Data
             **data,
         }
     ).with_columns(pl.col("event_time").cast(pl.Datetime("us")))
+
+
+def relanded(frame: pl.DataFrame, first_id: int, *, flip_labels: bool = False) -> pl.DataFrame:
+    """The same events (event time and features) under new ids from first_id, as real data holds them:
+    distinct rows that agree on every configured value but the id (and, with flip_labels, the label)."""
+    out = frame.with_columns(pl.int_range(first_id, first_id + frame.height, dtype=pl.Int64).alias("row_id"))
+    return out.with_columns((1 - pl.col("label")).alias("label")) if flip_labels else out
+
+
+def with_unlabelled(frame: pl.DataFrame, every: int) -> pl.DataFrame:
+    """`frame` with every `every`-th row's label not arrived yet (null)."""
+    index = pl.int_range(0, frame.height)
+    return frame.with_columns(
+        pl.when(index % every == 0).then(None).otherwise(pl.col("label")).alias("label")
+    )
+
+
+def frames_with_twins(end: datetime) -> list[pl.DataFrame]:
+    """Four deltas ending at `end`, a few labels not arrived yet; the third re-lands 400 events of the
+    first and 300 of the second (those with the other label) under new ids, so that with any reserve
+    some reserve rows have content twins outside it, and some rows outside it have twins inside."""
+    b1 = with_unlabelled(labelled_frame(1500, seed=11, end=end - timedelta(days=3)), 40)
+    b2 = with_unlabelled(labelled_frame(1500, seed=12, end=end - timedelta(days=2)), 40)
+    b3 = pl.concat(
+        [relanded(b1.head(400), 20_000_000), relanded(b2.slice(100, 300), 20_000_400, flip_labels=True)]
+    )
+    b4 = with_unlabelled(labelled_frame(1000, seed=13, end=end - timedelta(hours=1)), 40)
+    return [b1, b2, b3, b4]

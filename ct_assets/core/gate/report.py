@@ -349,7 +349,8 @@ def _versions_table(meta: dict[str, Any]) -> list[str]:
     for key in VERSION_KEYS:
         if key in meta:
             out.append(
-                f"<tr><th class='l'>{esc(key)}</th><td class='l'><code>{esc(meta[key])}</code></td></tr>"
+                f"<tr><th class='l'>{esc(key)}</th><td class='l'>"
+                f"<code>{esc('none' if meta[key] is None else meta[key])}</code></td></tr>"
             )
     out.append("</table>")
     return out

@@ -65,7 +65,8 @@ def evaluate(settings: Settings, sets: list[EvalSet]) -> GateResult:
     comparisons = [c for v in verdicts for c in v.comparisons]
     secondary = [r for v in verdicts for r in v.secondary]
     flips = {s.name: v.flips for s, v in zip(sets, verdicts, strict=True) if v.flips is not None}
-    judged = judge_slices([p for v in verdicts for p in v.pending], settings)
+    has_champion = any(s.champion is not None for s in sets)
+    judged = judge_slices([p for v in verdicts for p in v.pending], settings, champion=has_champion)
     comparisons += judged.comparisons
     checks[SLICE_CHECK] = slice_outcome(comparisons, judged.failures, metric, judged.note)
     compared = [s for s in sets if not s.not_compared]

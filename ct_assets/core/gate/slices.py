@@ -66,17 +66,22 @@ class SliceJudgement:
     note: str
 
 
-def judge_slices(pending: list[PendingSlice], settings: Settings) -> SliceJudgement:
+def judge_slices(pending: list[PendingSlice], settings: Settings, *, champion: bool = True) -> SliceJudgement:
     """Per-slice confidence, chosen from the gated slices' standard errors (see the module docstring),
     and each slice's verdict at it.
 
     A slice so noisy that even at the floor confidence an exactly-as-good challenger would be blocked
     more often than its share of the false-block budget is underpowered: it cannot show
-    non-inferiority, so it blocks only when it is clearly worse (its upper bound below -tolerance)."""
+    non-inferiority, so it blocks only when it is clearly worse (its upper bound below -tolerance).
+    With no champion (`champion=False`) nothing is compared, and the note says why."""
     g = settings.gate
     slice_conf: float | None = None
     powered: list[bool] = []
-    note = "no slice compared (no champion yet, or no slice with enough rows)"
+    note = (
+        "no slice compared (no slice with enough rows of both classes)"
+        if champion
+        else "no champion yet: no slice compared, so no per-slice confidence was chosen"
+    )
     if pending and g.rule == "non_inferiority":
         budget = g.false_block_rate / len(pending)
         z_floor = z_value(MIN_SLICE_CONFIDENCE)

@@ -148,12 +148,14 @@ class _Reference:
     value: float
     spread: float  # batch-to-batch spread of the champion's metric (before the batch's own sampling error)
     source: str
+    few: bool  # too few batches for a spread: twice the batch's own sampling error stands in for it
 
 
 def _reference(
     con: duckdb.DuckDBPyConnection, settings: Settings, champion: str, validation_value: float | None
 ) -> _Reference | None:
-    """The champion's expected metric on a new batch, and how much it varies from batch to batch."""
+    """The champion's expected metric on a new batch, and how much it varies from batch to batch: its
+    latest judged batches since the last confirmed shift (inclusive), else its validation figure."""
     h = settings.holdback
     rows = con.execute(
         """SELECT value, status FROM (
@@ -163,17 +165,24 @@ def _reference(
         [champion],
     ).fetchall()
     values: list[float] = []
+    shifted = False
     for value, status in rows:  # newest first, back to the last confirmed shift (inclusive)
         if status in INCLUDED:
             values.append(float(value))
-        if status == "confirmed" or len(values) >= h.history:
+        if status == "confirmed":
+            shifted = True
+            break
+        if len(values) >= h.history:
             break
     if len(values) >= 3:
+        median = float(np.median(values))
+        return _Reference(median, float(np.std(values, ddof=1)), f"median of {len(values)} batches", False)
+    if shifted:  # the level moved: the reference restarts from the batches of the confirmed shift
         return _Reference(
-            float(np.median(values)), float(np.std(values, ddof=1)), f"median of {len(values)} batches"
+            float(np.median(values)), 0.0, f"median of {len(values)} batches since the shift", True
         )
     if validation_value is not None and math.isfinite(validation_value):
-        return _Reference(float(validation_value), 0.0, "its validation figure")
+        return _Reference(float(validation_value), 0.0, "its validation figure", True)
     return None
 
 
@@ -249,7 +258,7 @@ def judge(
                 _with(base, value=s.value, reason="no reference yet (no validation figure, no judged batch)")
             )
             continue
-        spread = max(ref.spread, s.error) if ref.source.startswith("median") else 2 * s.error
+        spread = 2 * s.error if ref.few else max(ref.spread, s.error)
         limit = max(h.z * spread, h.min_drop)
         drop = _drop(metric, ref.value, s.value)
         off = drop > limit

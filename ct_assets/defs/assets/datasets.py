@@ -24,7 +24,7 @@ class GoldenConfig(dg.Config):
     reason: str = ""
 
 
-@dg.asset(group_name=DATASETS, deps=[raw_deltas], kinds={"duckdb"}, code_version="1")
+@dg.asset(group_name=DATASETS, deps=[raw_deltas], kinds={"duckdb"})
 def golden_dataset(
     context: dg.AssetExecutionContext, config: GoldenConfig, settings: SettingsResource
 ) -> dg.Output:
@@ -73,7 +73,6 @@ TRAINING_CHECKS = {
     group_name=DATASETS,
     deps=[raw_deltas],
     kinds={"duckdb"},
-    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(
             n, asset="training_dataset", description=d, blocking=n == "training_dataset_excludes_golden"

@@ -11,9 +11,7 @@ from ct_assets.defs.metadata import table
 from ct_assets.defs.resources import SettingsResource
 
 
-@dg.asset(
-    group_name=MONITORING, deps=[raw_deltas, "champion_model"], kinds={"lightgbm", "duckdb"}, code_version="1"
-)
+@dg.asset(group_name=MONITORING, deps=[raw_deltas, "champion_model"], kinds={"lightgbm", "duckdb"})
 def champion_performance(
     context: dg.AssetExecutionContext, settings: SettingsResource
 ) -> dg.MaterializeResult:

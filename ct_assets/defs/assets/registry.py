@@ -1,7 +1,5 @@
 """Registry: the champion, changed only by a gated promotion, a person's approval, or a rollback."""
 
-from datetime import timedelta
-
 import dagster as dg
 
 from ct_assets.config import Settings
@@ -52,11 +50,8 @@ def blocking_checks_passed(instance: dg.DagsterInstance, report_run_id: str, ver
 @dg.asset(
     group_name=REGISTRY,
     kinds={"duckdb"},
-    code_version="1",
-    # Shown in the UI: a champion older than the default [retrain] max_champion_age_hours is stale.
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=168), warn_window=timedelta(hours=48)
-    ),
+    # Its FreshnessPolicy comes from [retrain] max_champion_age_hours when the definitions are built
+    # (defs/policies.py).
 )
 def champion_model(
     context: dg.AssetExecutionContext,

@@ -16,7 +16,7 @@ from ct_assets.defs.metadata import table
 from ct_assets.defs.resources import SettingsResource
 
 
-@dg.asset(group_name=TRAINING, kinds={"lightgbm"}, code_version="1")
+@dg.asset(group_name=TRAINING, kinds={"lightgbm"})
 def challenger_model(
     context: dg.AssetExecutionContext, settings: SettingsResource, training_dataset: dict
 ) -> dg.Output:

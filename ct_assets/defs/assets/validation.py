@@ -48,7 +48,6 @@ COMPARISON_COLUMNS = [
 @dg.asset(
     group_name=VALIDATION,
     kinds={"lightgbm", "duckdb"},
-    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(n, asset="validation_report", description=d, blocking=True)
         for n, d in BLOCKING_CHECKS.items()
@@ -79,14 +78,9 @@ def validation_report(
         yield _check_result(name, v)
 
 
-def _rounded(row: dict) -> dict:
-    return {k: (round(x, 4) if isinstance(x, float) else x) for k, x in row.items()}
-
-
 def _report_metadata(v: Validation, ds: DatasetInfo, s: Settings) -> dict:
     """What the UI shows for a validation: verdict, summary, comparison table, links to the report."""
     result = v.result
-    secondary = [_rounded(r) for r in result.secondary]
     return {
         "summary": dg.MetadataValue.md(summary.markdown_summary(result, v.meta)),
         "verdict": v.verdict,
@@ -96,8 +90,10 @@ def _report_metadata(v: Validation, ds: DatasetInfo, s: Settings) -> dict:
         "slice_confidence": result.slice_confidence_note,
         "champion_scores_reused": v.meta["champion_scores_reused"],
         "seconds": dg.MetadataValue.json({**v.seconds, "of which": v.data.seconds}),
-        "comparison": table([_rounded(c.__dict__) for c in result.comparisons], COMPARISON_COLUMNS),
-        "secondary_metrics": table(secondary) if secondary else "no champion: nothing to compare",
+        "comparison": table([c.__dict__ for c in result.comparisons], COMPARISON_COLUMNS),
+        "secondary_metrics": table(result.secondary)
+        if result.secondary
+        else "no champion: nothing to compare",
         "decision_flips": dg.MetadataValue.json(result.flips),
         "report": dg.MetadataValue.path(str(v.files.html)),
         "report_json": dg.MetadataValue.path(str(v.files.json)),
