@@ -195,7 +195,7 @@ def _conflict_alert(settings: Settings, result: FileResult, now: datetime) -> No
         kind="data",
         cause=f"label_conflict:{result.batch_id}",
         now=now,
-        message=f"{result.name} (batch {result.batch_id}): {n} label{'s' if n > 1 else ''} differ from the label "
+        message=f"{result.name} (batch {result.batch_id}): {n} label{'s differ' if n > 1 else ' differs'} from the label "
         "already known for the row; the first label stays (see label_events, status 'conflict')",
         details={"batch_id": result.batch_id, "file": result.name, "conflicts": n},
     )
