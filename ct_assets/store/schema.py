@@ -12,7 +12,7 @@ from ct_assets.errors import ConfigError, WarehouseMissing
 from ct_assets.store.hashing import key_hash_sql, row_hash_sql
 from ct_assets.store.sql import quote
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: the predictions table
 
 
 def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -47,6 +47,29 @@ def raw_delta_columns(settings: Settings) -> list[tuple[str, str]]:
 def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
     body = ",\n  ".join(f"{quote(n)} {t}" for n, t in raw_delta_columns(settings))
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  {body},\n  {extra}\n)"
+
+
+def row_key(settings: Settings) -> tuple[str, str]:
+    """(name, DuckDB type) of the column that keys a row within its batch: its id, or `_row_hash` (a hash
+    of its values) when rows have no id."""
+    cols = settings.columns
+    if cols.row_id:
+        return cols.row_id, "BIGINT" if cols.row_id_type == "integer" else "VARCHAR"
+    return "_row_hash", "UBIGINT"
+
+
+ROLE_CHAMPION, ROLE_SHADOW = "champion", "shadow"  # predictions.role
+
+
+def _predictions_ddl(settings: Settings) -> str:
+    """Append-only: one row per (batch, row key, role, model version). Role `champion`: the score the
+    champion in force served (one per row); `shadow`: a challenger awaiting promotion or review."""
+    key, key_type = row_key(settings)
+    return f"""CREATE TABLE IF NOT EXISTS predictions (
+            _batch_id BIGINT NOT NULL, {quote(key)} {key_type} NOT NULL,
+            {quote(settings.columns.event_time)} TIMESTAMP, role VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL, score DOUBLE NOT NULL, decision BOOLEAN NOT NULL,
+            scored_at TIMESTAMP NOT NULL, run_id VARCHAR)"""
 
 
 _GOLDEN_VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS golden_versions (
@@ -106,6 +129,7 @@ def _ddl(settings: Settings) -> list[str]:
             alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
             cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,
             resolved_at TIMESTAMP)""",
+        _predictions_ddl(settings),
     ]
 
 
