@@ -8,6 +8,7 @@ import dagster as dg
 from ct_assets.defs.assets.datasets import golden_dataset, training_dataset
 from ct_assets.defs.assets.ingestion import raw_deltas
 from ct_assets.defs.assets.monitoring import champion_performance
+from ct_assets.defs.assets.predictions import predictions
 from ct_assets.defs.assets.registry import champion_model
 from ct_assets.defs.assets.training import challenger_model
 from ct_assets.defs.assets.validation import validation_report
@@ -41,6 +42,7 @@ def build_definitions() -> dg.Definitions:
             validation_report,
             champion_model,
             champion_performance,
+            predictions,
         ],
         asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
         jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],
