@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from ct_assets.common import failpoints
 from ct_assets.common.clock import utc_now
 from ct_assets.common.stopwatch import Stopwatch
 from ct_assets.config import Settings
@@ -109,21 +110,10 @@ def score_new_rows(s: Settings, *, run_id: str = "", now: datetime | None = None
         if champion_scores is not None or out.shadow is not None:
             with writer_keeping_snapshot(s) as con:
                 if champion_scores is not None:
-                    with transaction(con):
-                        write(con, s, frame, champion_scores, ROLE_CHAMPION, champion, now, run_id)
-                        watch.lap("write")
-                        if shadow_scores is not None and out.shadow is not None:
-                            write(
-                                con,
-                                s,
-                                shadow_rows,
-                                shadow_scores,
-                                ROLE_SHADOW,
-                                out.shadow.version,
-                                now,
-                                run_id,
-                            )
-                    watch.lap("shadow write")
+                    parts = [ModelScores(frame, champion_scores, champion, ROLE_CHAMPION)]
+                    if shadow_scores is not None and out.shadow is not None:
+                        parts.append(ModelScores(shadow_rows, shadow_scores, out.shadow.version, ROLE_SHADOW))
+                    _append(con, s, parts, now, run_id, watch)
                     out.rows_scored = frame.height
                     out.rows_positive = int(np.sum(champion_scores >= s.decision_threshold))
                     out.batches = sorted(set(frame["_batch_id"].to_list()), reverse=True)
@@ -136,6 +126,32 @@ def score_new_rows(s: Settings, *, run_id: str = "", now: datetime | None = None
         out.shadow.report = shadow_section.attach(s, out.shadow.version, out.shadow.evaluation)
     out.seconds = watch.seconds
     return out
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's scores of some rows, in one role."""
+
+    rows: pl.DataFrame
+    scores: np.ndarray
+    version: str
+    role: str
+
+
+def _append(
+    con: duckdb.DuckDBPyConnection,
+    s: Settings,
+    parts: list[ModelScores],
+    now: datetime,
+    run_id: str,
+    watch: Stopwatch,
+) -> None:
+    """The champion's scores, then the shadow's, in one transaction: a run that dies leaves neither."""
+    with transaction(con):
+        for part in parts:
+            write(con, s, part.rows, part.scores, part.role, part.version, now, run_id)
+            watch.lap("write" if part.role == ROLE_CHAMPION else "shadow write")
+        failpoints.hit("predictions.before_commit")
 
 
 def _load(s: Settings, version: str) -> tuple[lgbm.LoadedModel | None, str]:
