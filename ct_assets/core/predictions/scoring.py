@@ -119,7 +119,8 @@ def score_new_rows(s: Settings, *, run_id: str = "", now: datetime | None = None
                     out.batches = sorted(set(frame["_batch_id"].to_list()), reverse=True)
                 if out.shadow is not None:
                     out.shadow.evaluation = evaluate(con, s, out.shadow.version, now)
-            watch.lap("shadow evaluation")
+                    watch.lap("shadow evaluation")
+            watch.lap("close")
     out.rows_remaining = backlog.waiting - out.rows_scored
     out.rows_total = backlog.scored + out.rows_scored
     if out.shadow is not None and out.shadow.evaluation is not None:
