@@ -99,7 +99,7 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
     import polars as pl
 
     from ct_assets.store.hashing import row_hash_sql
-    from ct_assets.store.schema import raw_delta_columns
+    from ct_assets.store.schema import content_columns, raw_delta_columns, reserve_sql
     from ct_assets.store.sql import quote
     from ct_assets.store.warehouse import connect_writer
     from ct_assets.tools.simulator import STATE_FILE, SimulationOptions, generate_rows
@@ -127,7 +127,7 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
             batch = first_batch + b
             con.execute(
                 f"INSERT INTO raw_deltas SELECT {', '.join('f.' + quote(c) for c in cols)}, {batch}, "
-                f"{row_hash_sql(cols, 'f')} FROM f"
+                f"{row_hash_sql(cols, 'f')}, {reserve_sql(s, 'f')}, {row_hash_sql(content_columns(s), 'f')} FROM f"
             )
             con.execute(
                 "INSERT INTO ingest_log (entry_id, logged_at, file_name, file_hash, file_bytes, status, batch_id, rows, "
