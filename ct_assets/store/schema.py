@@ -35,7 +35,7 @@ def raw_delta_columns(settings: Settings) -> list[tuple[str, str]]:
     cols = settings.columns
     out = [(cols.event_time, "TIMESTAMP")]
     if cols.row_id:
-        out.append((cols.row_id, "BIGINT" if cols.row_id_type == "integer" else "VARCHAR"))
+        out.append(row_key(settings))
     for f in settings.features:
         out.append((f.name, "DOUBLE" if f.kind == "numeric" else "VARCHAR"))
     out.append((cols.label, "VARCHAR" if cols.label_is_text else "BIGINT"))
