@@ -71,6 +71,11 @@ def score_file(s: Settings, path: Path, model: lgbm.LoadedModel, out: Path, now:
     the column and the rule on invalid input."""
     check_paths(s, path, out)
     shown = landing.display_name(path.name)
+    unknown = [f["name"] for f in model.features if f["name"] not in s.feature_names]
+    if unknown:
+        raise DataError(
+            f"model {model.version} needs feature {unknown[0]!r}, which the configuration does not name"
+        )
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     writer: Any = None
     ids: list[pl.Series] = []

@@ -32,7 +32,8 @@ def predictions(context: dg.AssetExecutionContext, settings: SettingsResource) -
         )
     else:
         context.log.info(
-            f"{scored.champion} scored {scored.rows_scored} rows; {scored.rows_remaining} still wait"
+            f"{scored.champion or 'no champion'} scored {scored.rows_scored} rows; "
+            f"{scored.rows_remaining} still wait"
         )
     if scored.shadow is not None and scored.shadow.not_scored:
         context.log.warning(f"shadow {scored.shadow.version}: {scored.shadow.not_scored}")

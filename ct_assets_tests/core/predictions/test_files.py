@@ -162,3 +162,16 @@ def test_unreadable_missing_and_misplaced_files_are_refused(
         good, settings.paths.landing / "good.predictions.parquet"
     )
     assert not out.exists()
+
+
+def test_a_model_needing_a_feature_the_configuration_lacks_is_refused(
+    make_settings: Callable[..., Settings], settings: Settings, model: lgbm.LoadedModel, tmp_path: Path
+) -> None:
+    fewer = {f.name: {"kind": f.kind} for f in settings.features if f.name != "plan"}
+    s = make_settings(features=fewer)
+    path = tmp_path / "new.parquet"
+    batch(1, 100, seed=8).write_parquet(path)
+    with pytest.raises(
+        DataError, match=r"^model v0007 needs feature 'plan', which the configuration does not name$"
+    ):
+        score_file(s, path, model, tmp_path / "out.parquet", utc_now())
