@@ -11,7 +11,10 @@ Figures (each the median of several runs; each ratio measured in the same run):
    training rows from the warehouse, trains with the same parameters and scores the golden set and the
    recent holdout; each cycle (after 1% new rows landed) is paired with a floor run on the same rows;
 4. memory: peak RSS of the cycle vs the floor, each in its own process;
-5. gate: the validation step alone (scoring both models, intervals, slices, report) on a 50k-row golden set.
+5. gate: the validation step alone (scoring both models, intervals, slices, report) on a 50k-row golden set;
+6. predictions: the champion's scoring of a delta inside the ingest run against LightGBM's bare predict plus
+   writing the same rows, the shadow's cost apart, and the ingest run with and without the step
+   (bench/predictions_bench.py).
 
 Warehouse histories are written straight into DuckDB (the measured ingest goes through the real path).
 """
@@ -34,6 +37,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULT_PREFIX = "BENCH_RESULT "
+
+
+def _predictions() -> Any:
+    """bench/predictions_bench.py, the module beside this script (imported when a predictions task runs)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import predictions_bench
+
+    return predictions_bench
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -99,7 +111,7 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
     import polars as pl
 
     from ct_assets.store.hashing import row_hash_sql
-    from ct_assets.store.schema import raw_delta_columns
+    from ct_assets.store.schema import content_columns, raw_delta_columns, reserve_sql
     from ct_assets.store.sql import quote
     from ct_assets.store.warehouse import connect_writer
     from ct_assets.tools.simulator import STATE_FILE, SimulationOptions, generate_rows
@@ -127,7 +139,7 @@ def _append_history(s: Any, rows: int, batches: int) -> int:
             batch = first_batch + b
             con.execute(
                 f"INSERT INTO raw_deltas SELECT {', '.join('f.' + quote(c) for c in cols)}, {batch}, "
-                f"{row_hash_sql(cols, 'f')} FROM f"
+                f"{row_hash_sql(cols, 'f')}, {reserve_sql(s, 'f')}, {row_hash_sql(content_columns(s), 'f')} FROM f"
             )
             con.execute(
                 "INSERT INTO ingest_log (entry_id, logged_at, file_name, file_hash, file_bytes, status, batch_id, rows, "
@@ -409,8 +421,18 @@ def child_gate(golden_rows: int, runs: int) -> None:
     _emit({"median_s": statistics.median(seconds), "rows_golden": golden_rows, "rows_holdout": hold.height})
 
 
+def child_predictions_setup(delta_rows: int) -> None:
+    _emit(_predictions().child_setup(delta_rows))
+
+
+def child_predictions_run(variant: str) -> None:
+    _emit(_predictions().child_run(variant))
+
+
 CHILDREN = {
     "history": child_history,
+    "predictions_setup": child_predictions_setup,
+    "predictions_run": child_predictions_run,
     "ingest": child_ingest,
     "sensor_tick": child_sensor_tick,
     "cycle": child_cycle,
@@ -632,7 +654,13 @@ def _gate_lines(g: dict) -> list[str]:
     ]
 
 
-SECTIONS = {"ingest": _ingest_lines, "sensor": _sensor_lines, "cycle": _cycle_lines, "gate": _gate_lines}
+SECTIONS = {
+    "ingest": _ingest_lines,
+    "sensor": _sensor_lines,
+    "cycle": _cycle_lines,
+    "gate": _gate_lines,
+    "predictions": lambda r: _predictions().lines(r),
+}
 
 
 def write_markdown(path: Path, results: dict, command: str) -> None:
@@ -687,7 +715,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes: every figure in under five minutes")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--plot", type=Path, default=None, help="write the cycle-vs-floor PNG here")
-    ap.add_argument("--only", default=None, help="comma-separated sections: ingest,sensor,cycle,gate")
+    ap.add_argument(
+        "--only", default=None, help="comma-separated sections: ingest,sensor,cycle,gate,predictions"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--args", default="{}", help=argparse.SUPPRESS)
@@ -704,6 +734,9 @@ def main() -> int:
             "sensor": lambda: bench_sensor(work, [100_000, 1_000_000], ticks=15),
             "cycle": lambda: bench_cycle(work, [100_000, 300_000], runs=2),
             "gate": lambda: bench_gate(work, 50_000, runs=3),
+            "predictions": lambda: _predictions().bench(
+                work, _child, _project, history=100_000, delta=300_000, repeats=2
+            ),
         }
     else:
         plan = {
@@ -715,6 +748,9 @@ def main() -> int:
                 bench_cycle(work, [300_000, 1_000_000], runs=5) + bench_cycle(work, [5_000_000], runs=3)
             ),
             "gate": lambda: bench_gate(work, 50_000, runs=5),
+            "predictions": lambda: _predictions().bench(
+                work, _child, _project, history=1_000_000, delta=1_000_000, repeats=3
+            ),
         }
     results = {name: run() for name, run in plan.items() if name in only}
     command = (

@@ -1,4 +1,5 @@
-"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, export, demo, backtest."""
+"""The `ct-assets` command line: init, config, simulate, cycle, status, registry, export, predict, demo,
+backtest."""
 
 import argparse
 import json
@@ -202,6 +203,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ct_assets.commands.predict import describe, run_predict
+
+    s = _settings()
+    out = run_predict(s, Path(args.file), Path(args.out) if args.out else None, args.version)
+    print(describe(out, args.version, s.decision_threshold))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ct_assets.commands.demo import run_demo
 
@@ -269,6 +281,7 @@ COMMANDS = {
     "golden": cmd_golden,
     "batch": cmd_batch,
     "export": cmd_export,
+    "predict": cmd_predict,
     "demo": cmd_demo,
     "backtest": cmd_backtest,
 }

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_golden,
         _add_batch,
         _add_export,
+        _add_predict,
         _add_demo,
         _add_backtest,
     ):
@@ -150,6 +151,22 @@ def _add_export(sub: Any) -> None:
         help="keep exporting every SECONDS until Ctrl-C",
     )
     exp.add_argument("--json", action="store_true", help="print the manifest as one JSON line")
+
+
+def _add_predict(sub: Any) -> None:
+    pr = sub.add_parser(
+        "predict",
+        help="score a Parquet or CSV file with the champion (or --version V), validated as ingest does; "
+        "Parquet out",
+    )
+    pr.add_argument("file", metavar="FILE", help="the rows to score (the label may be absent)")
+    pr.add_argument(
+        "--out",
+        default=None,
+        metavar="F",
+        help="Parquet file to write (default: <stem>.predictions.parquet beside FILE)",
+    )
+    pr.add_argument("--version", default=None, metavar="V", help="a model version from the models folder")
 
 
 def _add_demo(sub: Any) -> None:

@@ -11,6 +11,7 @@ ENV = "CT_ASSETS_FAILPOINT"
 POINTS = (
     "ingest.before_commit",  # rows appended, transaction not committed
     "ingest.after_commit",  # committed, file still in the landing folder
+    "predictions.before_commit",  # the new rows' predictions inserted, transaction not committed
     "train.during",  # LightGBM in the middle of boosting
     "model.during_save",  # model.txt written in the temporary folder, card.json not yet
     "model.after_save",  # model folder complete, not yet in the models table

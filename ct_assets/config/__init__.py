@@ -25,6 +25,7 @@ from ct_assets.config.settings import (
     GuardrailSettings,
     HoldbackSettings,
     Paths,
+    PredictionSettings,
     RetrainSettings,
     Settings,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "GuardrailSettings",
     "HoldbackSettings",
     "Paths",
+    "PredictionSettings",
     "RetrainSettings",
     "Settings",
     "check_identifier",

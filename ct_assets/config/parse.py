@@ -18,6 +18,7 @@ from ct_assets.config.settings import (
     GuardrailSettings,
     HoldbackSettings,
     Paths,
+    PredictionSettings,
     RetrainSettings,
     Settings,
 )
@@ -54,6 +55,9 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     )
     training = _training(top.table_of("training"), source)
     holdback = _holdback(TableReader(top.table_of("holdback"), "holdback", source, known=HOLDBACK_KEYS))
+    predictions = _predictions(
+        TableReader(top.table_of("predictions"), "predictions", source, known=PREDICTION_KEYS)
+    )
     webhook = _webhook(TableReader(top.table_of("alerts"), "alerts", source, known={"webhook_url"}))
     return Settings(
         task=task,
@@ -74,6 +78,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         raw=raw,
         ingest_chunk_rows=ingest.integer("chunk_rows", lo=1000),
         holdback=holdback,
+        predictions=predictions,
     )
 
 
@@ -93,6 +98,7 @@ TOP_KEYS = {
     "alerts",
     "guardrails",
     "holdback",
+    "predictions",
 }
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
 COLUMN_KEYS = {
@@ -144,6 +150,7 @@ GATE_KEYS = {
 HOLDBACK_KEYS = {"enabled", "min_rows", "z", "min_drop", "history"}
 FRESHNESS_KEYS = {"max_data_lag_hours", "max_file_age_hours", "max_future_minutes", "max_event_age_days"}
 GUARDRAIL_KEYS = {"max_training_seconds", "max_run_seconds"}
+PREDICTION_KEYS = {"max_rows_per_run", "shadow"}
 
 
 def _paths(p: TableReader, cwd: Path) -> Paths:
@@ -283,6 +290,14 @@ def _holdback(h: TableReader) -> HoldbackSettings:
         min_drop=h.number("min_drop", lo=0.0),
         history=h.integer("history", lo=2),
     )
+
+
+def _predictions(p: TableReader) -> PredictionSettings:
+    """[predictions]: how many rows an ingest run scores at most, and whether challengers shadow-score."""
+    shadow = p.get("shadow")
+    if not isinstance(shadow, bool):
+        raise p.error("shadow", f"must be true or false, got {shadow!r}")
+    return PredictionSettings(max_rows_per_run=p.integer("max_rows_per_run", lo=1), shadow=shadow)
 
 
 def _freshness(fr: TableReader) -> FreshnessSettings:

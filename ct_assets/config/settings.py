@@ -113,6 +113,14 @@ class HoldbackSettings:
 
 
 @dataclass(frozen=True)
+class PredictionSettings:
+    """[predictions]: the champion scores the rows that land (see ct_assets.core.predictions)."""
+
+    max_rows_per_run: int = 1_000_000  # rows scored per ingest run at most, newest first; the rest wait
+    shadow: bool = True  # a challenger awaiting promotion or review shadow-scores the same rows
+
+
+@dataclass(frozen=True)
 class GuardrailSettings:
     max_training_seconds: float = 900.0
     max_run_seconds: float = 3600.0
@@ -148,6 +156,7 @@ class Settings:
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
     holdback: HoldbackSettings = field(default_factory=HoldbackSettings)
+    predictions: PredictionSettings = field(default_factory=PredictionSettings)
 
     @property
     def min_new_rows(self) -> int:

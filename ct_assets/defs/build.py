@@ -9,7 +9,7 @@ import dagster as dg
 
 from ct_assets.common.code_versions import code_version
 from ct_assets.config import load_settings
-from ct_assets.defs.assets import datasets, ingestion, monitoring, registry, training, validation
+from ct_assets.defs.assets import datasets, ingestion, monitoring, predictions, registry, training, validation
 from ct_assets.defs.checks.freshness import champion_model_data_lag_within_limit, raw_deltas_newest_file_fresh
 from ct_assets.defs.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
 from ct_assets.defs.policies import freshness_policies
@@ -32,6 +32,7 @@ ASSETS = [
     (validation, validation.validation_report),
     (registry, registry.champion_model),
     (monitoring, monitoring.champion_performance),
+    (predictions, predictions.predictions),
 ]
 
 

@@ -7,6 +7,7 @@ TRAINING = "training"
 VALIDATION = "validation"
 REGISTRY = "registry"
 MONITORING = "monitoring"
+PREDICTIONS = "predictions"
 
 # Run tags.
 TRIGGER_TAG = (

@@ -5,6 +5,7 @@ import dagster as dg
 from ct_assets.defs.assets.datasets import golden_dataset, training_dataset
 from ct_assets.defs.assets.ingestion import raw_deltas
 from ct_assets.defs.assets.monitoring import champion_performance
+from ct_assets.defs.assets.predictions import predictions
 from ct_assets.defs.assets.registry import champion_model
 from ct_assets.defs.assets.training import challenger_model
 from ct_assets.defs.assets.validation import validation_report
@@ -18,9 +19,10 @@ CT_ASSETS = [golden_dataset, training_dataset, challenger_model, validation_repo
 
 ingest_job = dg.define_asset_job(
     name="ingest_job",
-    selection=dg.AssetSelection.assets(raw_deltas, champion_performance) | FRESHNESS_CHECKS,
-    description="Ingest every ready file in the landing folder into raw_deltas, with its checks; then score "
-    "the champion on the fresh labels and measure drift.",
+    selection=dg.AssetSelection.assets(raw_deltas, predictions, champion_performance) | FRESHNESS_CHECKS,
+    description="Ingest every ready file in the landing folder into raw_deltas, with its checks; then the "
+    "champion's predictions for the new rows (and a waiting challenger's shadow scores), and the champion "
+    "scored on the fresh labels with the drift measured.",
 )
 
 ct_job = dg.define_asset_job(

@@ -10,13 +10,13 @@ import duckdb
 from ct_assets.config.settings import Settings
 from ct_assets.errors import WarehouseMissing
 from ct_assets.store import evolution
-from ct_assets.store.columns import raw_delta_columns
+from ct_assets.store.columns import raw_delta_columns, row_key
 from ct_assets.store.hashing import key_hash_sql, row_hash_sql
 from ct_assets.store.sql import quote
 
-__all__ = ["SCHEMA_VERSION", "content_columns", "raw_delta_columns", "reserve_sql"]
+__all__ = ["SCHEMA_VERSION", "content_columns", "raw_delta_columns", "reserve_sql", "row_key"]
 
-SCHEMA_VERSION = 5  # 5: label_events, schema_changes, per-batch hash columns
+SCHEMA_VERSION = 5  # 5: label_events, schema_changes, per-batch hash columns, the predictions table
 
 
 def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -37,6 +37,20 @@ def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def _rows_table_ddl(name: str, settings: Settings, extra: str) -> str:
     body = ",\n  ".join(f"{quote(n)} {t}" for n, t in raw_delta_columns(settings))
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  {body},\n  {extra}\n)"
+
+
+ROLE_CHAMPION, ROLE_SHADOW = "champion", "shadow"  # predictions.role
+
+
+def _predictions_ddl(settings: Settings) -> str:
+    """Append-only: one row per (batch, row key, role, model version). Role `champion`: the score the
+    champion in force served (one per row); `shadow`: a challenger awaiting promotion or review."""
+    key, key_type = row_key(settings)
+    return f"""CREATE TABLE IF NOT EXISTS predictions (
+            _batch_id BIGINT NOT NULL, {quote(key)} {key_type} NOT NULL,
+            {quote(settings.columns.event_time)} TIMESTAMP, role VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL, score DOUBLE NOT NULL, decision BOOLEAN NOT NULL,
+            scored_at TIMESTAMP NOT NULL, run_id VARCHAR)"""
 
 
 _GOLDEN_VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS golden_versions (
@@ -109,6 +123,7 @@ def _ddl(settings: Settings) -> list[str]:
             alert_id BIGINT PRIMARY KEY, raised_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
             cause VARCHAR NOT NULL, message VARCHAR NOT NULL, details VARCHAR, delivered VARCHAR,
             resolved_at TIMESTAMP)""",
+        _predictions_ddl(settings),
     ]
 
 

@@ -23,6 +23,7 @@ ASSETS = {
     "validation_report": ("validation", ["challenger_model", "training_dataset"]),
     "champion_model": ("registry", ["validation_report"]),
     "champion_performance": ("monitoring", ["champion_model", "raw_deltas"]),
+    "predictions": ("predictions", ["champion_model", "raw_deltas"]),
 }
 
 # (asset, check) -> blocking
@@ -47,7 +48,7 @@ CHECKS = {
 # job -> (assets it materializes, checks it runs)
 JOBS = {
     "ingest_job": (
-        ["champion_performance", "raw_deltas"],
+        ["champion_performance", "predictions", "raw_deltas"],
         [
             "champion_model_data_lag_within_limit",
             "raw_deltas_newest_file_fresh",

@@ -21,6 +21,7 @@ GROUPS = {
     "validation_report": "validation",
     "champion_model": "registry",
     "champion_performance": "monitoring",
+    "predictions": "predictions",
 }
 UPSTREAM = {
     "raw_deltas": set(),
@@ -30,6 +31,7 @@ UPSTREAM = {
     "validation_report": {"challenger_model", "training_dataset"},
     "champion_model": {"validation_report"},
     "champion_performance": {"raw_deltas", "champion_model"},
+    "predictions": {"raw_deltas", "champion_model"},
 }
 SENSORS = {"landing_sensor", "retrain_sensor"}
 

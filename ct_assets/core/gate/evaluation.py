@@ -148,7 +148,8 @@ class ReportFiles:
     json: Path
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` whole (temp file + rename): a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -162,8 +163,8 @@ def write_report(
     version = meta["challenger_version"]
     lgbm.model_dir(s.paths.models, version)  # a version name, never a path
     files = ReportFiles(s.paths.reports / f"{version}.html", s.paths.reports / f"{version}.json")
-    _write(files.json, json.dumps({**meta, **result.to_json()}, indent=2, default=str))
-    _write(files.html, report.render(result, sets, meta))
+    write_atomic(files.json, json.dumps({**meta, **result.to_json()}, indent=2, default=str))
+    write_atomic(files.html, report.render(result, sets, meta))
     return files
 
 

@@ -35,6 +35,16 @@ STATUS_TEXT = {
 }
 
 
+# The shadow evaluation on live rows is filled in later, by the ingest runs that shadow-score this
+# challenger while it awaits promotion or review (core.gate.shadow_section replaces what is between these).
+SHADOW_START, SHADOW_END = "<!-- shadow-evaluation -->", "<!-- /shadow-evaluation -->"
+SHADOW_PLACEHOLDER = (
+    "<h2>Shadow evaluation on live rows</h2><p class='muted'>None yet. While this challenger awaits "
+    "promotion or review, every ingest run scores the rows that land with it beside the champion; the "
+    "comparison appears here.</p>"
+)
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -181,6 +191,7 @@ def render(result: GateResult, sets: list[EvalSet], meta: dict[str, Any]) -> str
             *_secondary_table(result),
             *_user_changes(result, meta),
             *_curves(sets, meta),
+            SHADOW_START + SHADOW_PLACEHOLDER + SHADOW_END,
             *_versions_table(meta),
             "</body></html>",
         ]

@@ -1,5 +1,5 @@
-"""Freshness: how far the champion's training data lags the newest rows, how old the newest file is,
-and which rows arrived after the champion's training."""
+"""Freshness: how far the champion's training data lags the newest rows it scores, how old the newest
+file is, and which rows arrived after the champion's training."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ct_assets.config.settings import Settings
 from ct_assets.core.triggers.decision import champion_watermark
 from ct_assets.store import labels
 from ct_assets.store.evolution import user_columns
+from ct_assets.store.schema import ROLE_CHAMPION
 from ct_assets.store.sql import fetch_one, fetch_value, quote
 
 FRESH_ROWS_LIMIT = 200_000  # decay and drift are judged on at most this many of the newest rows
@@ -54,9 +55,11 @@ def fresh_rows(
 class Freshness:
     newest_event_time: datetime | None  # newest ingested event time
     champion_event_time: datetime | None  # newest event time the champion trained on
-    data_lag_hours: float | None  # the difference, in hours
+    data_lag_hours: float | None  # newest scored (else ingested) event time minus the champion's, in hours
     newest_file_landed_at: datetime | None  # mtime of the newest file that landed (handled or pending)
     file_age_hours: float | None
+    newest_scored_event_time: datetime | None = None  # newest event time of a row a champion scored
+    lag_measured_on: str = "ingested rows"  # "scored rows" once any row was scored
 
 
 def freshness(
@@ -72,8 +75,14 @@ def freshness(
     for m in pending_mtimes or []:
         newest_landed = m if newest_landed is None or m > newest_landed else newest_landed
     _, _, champ_time = champion_watermark(con)
+    et = quote(settings.columns.event_time)
+    scored = fetch_value(con, f"SELECT max({et}) FROM predictions WHERE role = ?", [ROLE_CHAMPION])
+    # The gap between the data the champion learned from and the data it is processing: the newest row
+    # it (or a champion before it) scored; before anything was scored, the newest row ingested.
+    basis = scored if scored is not None else newest_event
     lag = None
-    if newest_event is not None and champ_time is not None:
-        lag = max(0.0, (newest_event - champ_time).total_seconds() / 3600)
+    if basis is not None and champ_time is not None:
+        lag = max(0.0, (basis - champ_time).total_seconds() / 3600)
     age = (now - newest_landed).total_seconds() / 3600 if newest_landed is not None else None
-    return Freshness(newest_event, champ_time, lag, newest_landed, age)
+    on = "scored rows" if scored is not None else "ingested rows"
+    return Freshness(newest_event, champ_time, lag, newest_landed, age, scored, on)

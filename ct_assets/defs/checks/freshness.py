@@ -7,10 +7,12 @@ from ct_assets.core import alerts
 from ct_assets.core.ingest import landing
 from ct_assets.core.triggers.freshness import freshness
 from ct_assets.defs.assets.ingestion import raw_deltas
+from ct_assets.defs.assets.predictions import predictions
 from ct_assets.defs.resources import SettingsResource
 from ct_assets.store.warehouse import connect_reader
 
-"""Freshness checks: are files still landing, and how far the champion's training data lags the newest rows.
+"""Freshness checks: are files still landing, and how far the champion's training data lags the newest rows
+it scores.
 
 Warnings, not gates: staleness is a signal. A breach raises one alert per cause until the check passes.
 """
@@ -54,18 +56,20 @@ def raw_deltas_newest_file_fresh(
     )
 
 
-# additional_deps: in the ingest job it must run after raw_deltas, on the rows that run appended.
+# additional_deps: in the ingest job it must run after raw_deltas and predictions, on the rows that run
+# appended and scored.
 @dg.asset_check(
     asset="champion_model",
     name="champion_model_data_lag_within_limit",
     blocking=False,
-    additional_deps=[raw_deltas],
+    additional_deps=[raw_deltas, predictions],
 )
 def champion_model_data_lag_within_limit(
     context: dg.AssetCheckExecutionContext, settings: SettingsResource
 ) -> dg.AssetCheckResult:
-    """Newest ingested event time minus the newest event time the champion trained on stays within
-    [freshness] max_data_lag_hours (a warning: a stale champion is a signal, not a gate)."""
+    """The newest event time among the rows the champion scored (the newest ingested one before any row was
+    scored) minus the newest event time it trained on stays within [freshness] max_data_lag_hours (a
+    warning: a stale champion is a signal, not a gate)."""
     s = settings.load()
     now = utc_now()
     with connect_reader(s, wait_seconds=30) as con:
@@ -77,7 +81,8 @@ def champion_model_data_lag_within_limit(
     else:
         passed = fr.data_lag_hours is not None and fr.data_lag_hours <= limit
         text = (
-            f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)}"
+            f"champion trained on data up to {_iso(fr.champion_event_time)}; lag {_hours(fr.data_lag_hours)} "
+            f"behind the newest {fr.lag_measured_on}"
         )
         _alert_on_breach(
             context, s, "freshness:data_lag", passed, now, f"{text} (limit {limit} h)", open_before
@@ -88,6 +93,8 @@ def champion_model_data_lag_within_limit(
         description=f"{text}; limit {limit} h",
         metadata={
             "newest_ingested_event_time": _iso(fr.newest_event_time),
+            "newest_scored_event_time": _iso(fr.newest_scored_event_time),
+            "lag_measured_on": fr.lag_measured_on,
             "champion_newest_event_time": _iso(fr.champion_event_time),
             "data_lag_hours": fr.data_lag_hours if fr.data_lag_hours is not None else -1.0,
             "limit_hours": limit,

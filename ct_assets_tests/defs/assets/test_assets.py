@@ -36,7 +36,7 @@ def landed(make_settings: Callable[..., Settings]) -> Settings:
 def ingest_and_train(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     ingest = run(instance, "ingest_job")
     assert ingest.success
-    assert materialized(ingest) == {"raw_deltas", "champion_performance"}
+    assert materialized(ingest) == {"raw_deltas", "predictions", "champion_performance"}
     ct = run(instance, "ct_job")
     assert ct.success
     assert materialized(ct) == CT_ASSETS

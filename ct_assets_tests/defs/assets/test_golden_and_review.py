@@ -211,6 +211,7 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
         con.execute("DROP TABLE golden_versions")
         con.execute("DROP TABLE alerts")
         con.execute("DROP TABLE champion_scores")  # schema 3
+        con.execute("DROP TABLE predictions")  # schema 5
         for ddl in SCHEMA_1:
             con.execute(ddl)
         con.execute(
@@ -227,6 +228,7 @@ def test_init_upgrades_a_warehouse_of_the_previous_schema(warehouse: Settings) -
         ]
         assert SCHEMA_VERSION == 5
         assert con.execute("SELECT count(*) FROM champion_scores").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM predictions").fetchall() == [(0,)]
         assert con.execute("SELECT count(*) FROM batch_decisions").fetchall() == [(0,)]
         golden = active_golden(con)  # fails today: Binder Error, column "build_id" not found
     assert golden is not None and golden.golden_hash == "0123456789abcdef"

@@ -91,6 +91,9 @@ def test_data_lag_passes_within_the_limit_and_fails_beyond_it(
     assert within.passed
     lag_hours = within.metadata["data_lag_hours"].value
     assert 1.5 < lag_hours < 2.5
+    # Ingested outside an ingest run, nothing was scored: the lag falls back to the newest ingested row.
+    assert within.metadata["lag_measured_on"].value == "ingested rows"
+    assert within.metadata["newest_scored_event_time"].value == "none"
     assert within.metadata["limit_hours"].value == 48
 
     make_settings(**small(freshness={"max_data_lag_hours": 1.0}))
@@ -116,6 +119,9 @@ def test_data_lag_in_the_ingest_run_counts_the_rows_that_run_ingested(
     lag = evaluations(result, "champion_model")["champion_model_data_lag_within_limit"]
     assert 1.5 < lag.metadata["data_lag_hours"].value < 2.5
     assert not lag.passed
+    # Measured after the run's predictions, on the newest row the champion scored.
+    assert lag.metadata["lag_measured_on"].value == "scored rows"
+    assert lag.metadata["newest_scored_event_time"].value == lag.metadata["newest_ingested_event_time"].value
 
 
 @pytest.mark.parametrize(("hours_old", "passes"), [(0, True), (72, False)])

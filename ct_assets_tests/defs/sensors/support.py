@@ -59,7 +59,11 @@ def land_and_ingest(
     ingest = run(instance, "ingest_job")
     assert ingest.success
     keys = {m.asset_key for m in ingest.get_asset_materialization_events()}
-    assert keys == {dg.AssetKey("raw_deltas"), dg.AssetKey("champion_performance")}
+    assert keys == {
+        dg.AssetKey("raw_deltas"),
+        dg.AssetKey("predictions"),
+        dg.AssetKey("champion_performance"),
+    }
     return metadata(ingest, "champion_performance")
 
 
