@@ -17,6 +17,14 @@ DEBUG_ENV = "CT_ASSETS_DEBUG"
 SIGPIPE_EXIT = 141  # 128 + SIGPIPE: how Unix tools end when the reader of their output has gone
 
 
+def _metrics_text(metrics: dict) -> str:
+    """`golden 0.7493, holdout 0.7591`: a champion's figures as the reports show them (4 significant digits)."""
+    return (
+        ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        or "no metrics"
+    )
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, default=str), flush=True)
 
@@ -104,7 +112,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"champion: {out['champion_version'] or 'none'}"
         + (
-            f" ({champ['how']} {champ['since']}; data {champ['data_hash']}; {champ['metrics']})"
+            f" ({champ['how']} {champ['since']}; data {champ['data_hash']}; {_metrics_text(champ['metrics'])})"
             if champ
             else ""
         )

@@ -113,6 +113,11 @@ def test_cli_loop_end_to_end(project: Path) -> None:
     assert st["last_verdict"] == "promoted", st
     assert st["pending_files"] == 0, st
 
+    # The plain status names the champion's figures at four significant digits, not a dict's repr.
+    first_line = ok(run(project, "status")).stdout.splitlines()[0]
+    golden = st["champion"]["metrics"]["golden"]
+    assert f"golden {golden:.4g}" in first_line and "{" not in first_line, first_line
+
     # init on a live warehouse keeps its data.
     ok(run(project, "init"))
     again = status(project)
