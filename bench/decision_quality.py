@@ -262,6 +262,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--out", type=Path, default=None, help="also write the markdown here (and raw results .json)"
     )
+    ap.add_argument(
+        "--tabulate",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="no replay: tabulate the raw results (.json) earlier runs wrote with --out, scenarios merged",
+    )
     args = ap.parse_args(argv)
     return args
 
@@ -320,8 +327,38 @@ def _scenario_runs(
     return rows, apart, raw
 
 
+def _run_of(raw: dict, change_batch: int) -> Run:
+    """A Run again from its raw record (as --out writes them); `sudden` sets its steps apart as a replay does."""
+    run = Run(raw["scenario"], raw["seed"], raw["result"])
+    if run.scenario == "sudden":
+        run.apart, run.left_out = [change_batch - 1, change_batch], [change_batch]
+    return run
+
+
+def tabulate(files: list[Path], change_batch: int) -> tuple[list[dict[str, Any]], list[tuple[str, Run]]]:
+    """The table rows and the steps set apart of the raw results in `files`, one row per scenario."""
+    by_scenario: dict[str, list[Run]] = {}
+    for f in files:
+        for raw in json.loads(f.read_text()):
+            by_scenario.setdefault(raw["scenario"], []).append(_run_of(raw, change_batch))
+    rows, apart = [], []
+    for scenario, runs in by_scenario.items():
+        runs.sort(key=lambda r: r.seed or 0)
+        rows.append(summarize(scenario, runs))
+        apart += [(scenario, r) for r in runs if r.apart]
+    return rows, apart
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.tabulate:
+        rows, apart = tabulate(args.tabulate, args.change_batch)
+        command = "python bench/decision_quality.py --tabulate " + " ".join(str(f) for f in args.tabulate)
+        text = markdown(rows, apart, command)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return 0
     command = "python bench/decision_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     keep = args.keep.resolve() if args.keep else None
     if keep:

@@ -70,7 +70,9 @@ def svg(title: str, metric: str, curves: dict[str, list[tuple[int, float]]]) -> 
         path = " ".join(f"{sx(k):.1f},{sy(v):.1f}" for k, v in curves[p])
         dash = "" if p in ("served", "always_promote") else ' stroke-dasharray="5 3"'
         width = 3 if p == "served" else 1.5
-        out.append(f'<polyline fill="none" stroke="{COLORS[p]}" stroke-width="{width}"{dash} points="{path}"/>')
+        out.append(
+            f'<polyline fill="none" stroke="{COLORS[p]}" stroke-width="{width}"{dash} points="{path}"/>'
+        )
     for i, p in enumerate(POLICIES):
         x = LEFT + i * 170
         out.append(
