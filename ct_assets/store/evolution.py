@@ -178,6 +178,16 @@ def _apply(
         raise
 
 
+def added_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The columns the warehouse gained after it held rows (schema_changes)."""
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM schema_changes WHERE change = 'column_added'"
+        ).fetchall()
+    }
+
+
 def batch_columns(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
     """For every row batch: (the columns its row hashes cover, the columns its content hashes cover)."""
     out = {}

@@ -75,3 +75,33 @@ def test_a_large_training_set_is_profiled_on_an_even_deterministic_sample(
     profile = monitoring.feature_profile(big, settings)
     assert profile == monitoring.feature_profile(monitoring.profile_rows(big), settings)
     assert profile == monitoring.feature_profile(big, settings)
+
+
+def test_a_feature_added_later_is_compared_on_its_known_values_only(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Rows stored before a column was added hold nulls in it: the training profile's null share says when
+    the column came, not how the data moved. Compared as any feature, the first batch carrying it looks
+    drifted (PSI far past the threshold); as a feature added later, its known values are compared."""
+    settings = make_settings()
+    train = churn_frame(20_000, seed=5)
+    old_rows = pl.col("row_id") % 3 != 0  # two thirds stored before usage_hours and region existed
+    train = train.with_columns(
+        pl.when(old_rows).then(None).otherwise(pl.col("usage_hours")).alias("usage_hours"),
+        pl.when(old_rows).then(None).otherwise(pl.col("region")).alias("region"),
+    )
+    profile = monitoring.feature_profile(train, settings)
+    recent = churn_frame(5_000, seed=6)  # every row carries both
+
+    def psi_of(drifts: list[monitoring.FeatureDrift]) -> dict[str, float]:
+        return {d.feature: d.psi for d in drifts}
+
+    as_any = psi_of(monitoring.drift(profile, recent, settings))
+    added = psi_of(monitoring.drift(profile, recent, settings, {"usage_hours", "region"}))
+    assert as_any["usage_hours"] > 1 and as_any["region"] > 1, as_any
+    assert added["usage_hours"] < settings.retrain.drift_psi and added["region"] < settings.retrain.drift_psi
+    # Its values moving is still drift: the same column shifted by far is flagged.
+    shifted = recent.with_columns(pl.col("usage_hours") + 500)
+    assert psi_of(monitoring.drift(profile, shifted, settings, {"usage_hours"}))["usage_hours"] > 1
+    # A feature not added later keeps its null bin: the same nulls there are drift.
+    assert added["tenure_months"] == as_any["tenure_months"]

@@ -23,6 +23,7 @@ from ct_assets.core.triggers.decision import champion_watermark
 from ct_assets.core.triggers.freshness import fresh_rows
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import CtError
+from ct_assets.store import evolution
 from ct_assets.store.sql import next_id
 from ct_assets.store.warehouse import connect_writer, transaction
 
@@ -58,6 +59,7 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
         frame, newest_batch = fresh_rows(con, s, watermark, with_batch_ids=True)
         validation = registry.latest_validation(con, champion)
         decided = evidence.decided(con)
+        added_later = evolution.added_columns(con)
     try:
         loaded = lgbm.load_version(s.paths.models, champion)
     except CtError as e:
@@ -71,7 +73,7 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
     dec = decay(s, y, scores, reference)
     profile = loaded.card.get("profile")
     landed = frame.filter(frame["_new_row"]).drop("_batch_id", "_new_row")  # late labels' rows: not drift
-    drifts = drift(profile, landed, s) if profile and landed.height else []
+    drifts = drift(profile, landed, s, added_later) if profile and landed.height else []
     out = ChampionScore(champion, "", dec, drifts)
     batch_scores = _batch_scores(s, labelled["_batch_id"].to_numpy(), y, scores, decided)
     out.history, out.decisions = _record(

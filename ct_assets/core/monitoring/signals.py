@@ -9,6 +9,7 @@ a trivial shift into an alarm; a minimum sample size keeps small samples from fl
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,13 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _scaled_without(shares: dict[str, float], key: str) -> dict[str, float]:
+    """Category shares without `key`, scaled to sum to one."""
+    rest = {k: v for k, v in shares.items() if k != key}
+    total = sum(rest.values())
+    return {k: v / total for k, v in rest.items()} if total > 0 else rest
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
@@ -101,8 +109,23 @@ class FeatureDrift:
     drifted: bool
 
 
-def drift(profile: dict[str, dict[str, Any]], recent: pl.DataFrame, settings: Settings) -> list[FeatureDrift]:
-    """PSI of every profiled feature in `recent` against the champion's training profile."""
+def _without_null_bin(shares: list[float]) -> list[float]:
+    """Numeric shares with the null/NaN bin (the last) dropped and the rest scaled to sum to one."""
+    total = sum(shares[:-1])
+    return [v / total for v in shares[:-1]] if total > 0 else shares[:-1]
+
+
+def drift(
+    profile: dict[str, dict[str, Any]],
+    recent: pl.DataFrame,
+    settings: Settings,
+    added_later: Collection[str] = (),
+) -> list[FeatureDrift]:
+    """PSI of every profiled feature in `recent` against the champion's training profile.
+
+    A feature in `added_later` (a column the warehouse gained after it held rows: store.evolution) is
+    compared on its known values only: the rows stored before it existed hold nulls in it, so its share
+    of nulls in the training profile says when the column was added, not how the data moved."""
     r = settings.retrain
     n = recent.height
     out = []
@@ -110,11 +133,16 @@ def drift(profile: dict[str, dict[str, Any]], recent: pl.DataFrame, settings: Se
         if name not in recent.columns:
             continue
         if ref["kind"] == "numeric":
-            value = psi(ref["shares"], _numeric_shares(recent[name], ref["edges"]))
+            expected, actual = ref["shares"], _numeric_shares(recent[name], ref["edges"])
+            if name in added_later:
+                expected, actual = _without_null_bin(expected), _without_null_bin(actual)
+            value = psi(expected, actual)
         else:
-            known = ref["shares"]
+            known = dict(ref["shares"])
             counts = recent[name].cast(pl.String).fill_null(NULL_BIN).value_counts()
             now = {str(k): int(v) / max(n, 1) for k, v in counts.iter_rows()}
+            if name in added_later:
+                known, now = _scaled_without(known, NULL_BIN), _scaled_without(now, NULL_BIN)
             bins = sorted(set(known) | set(now))
             value = psi([known.get(b, 0.0) for b in bins], [now.get(b, 0.0) for b in bins])
         out.append(FeatureDrift(name, value, n, n >= r.drift_min_rows and value >= r.drift_psi))
