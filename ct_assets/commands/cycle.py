@@ -8,7 +8,6 @@ from ct_assets.commands.runs import blocking_failures, failure_message, recover,
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
-from ct_assets.core.gate.evaluation import report_path
 from ct_assets.core.ingest import landing
 from ct_assets.core.triggers.decision import retrain_decision
 from ct_assets.defs.constants import CT_SELECTION, TRIGGER_TAG
@@ -95,6 +94,10 @@ def check_config(settings: Settings) -> None:
 
 def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -> None:
     """The CT run, and its outcome in `out`: challenger, failed checks, verdict, report."""
+    # Here, not at the top: the gate pulls in scipy and LightGBM, which a cycle with nothing to train
+    # (or only files to ingest) never needs.
+    from ct_assets.core.gate.evaluation import report_path
+
     t = time.perf_counter()
     res = run_job(
         "ct_job",
