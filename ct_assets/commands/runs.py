@@ -9,12 +9,11 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from ct_assets.common.run_processes import leave_marker, remove_marker
+from ct_assets.common.run_processes import leave_marker, markers_home, remove_marker
 from ct_assets.defs.constants import HOST_TAG, PID_TAG
 from ct_assets.defs.instance import instance, recover_dead_runs
 from ct_assets.errors import CtError
@@ -66,7 +65,7 @@ def run_job(
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
     # Left if the run does not return (this process killed, or an exception out of Dagster): the next
     # command then loads the instance to fail the run this process may have left STARTED.
-    marker = leave_marker(Path(inst.root_directory))
+    marker = leave_marker(markers_home(inst.root_directory))
     with stdout_to_stderr():
         result = job.execute_in_process(
             instance=inst,

@@ -34,6 +34,14 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def markers_home(root_directory: str) -> Path:
+    """Where an instance's markers are: DAGSTER_HOME, as every ct_assets process resolves it (the CLI
+    through `ensure_dagster_home`, the daemon and its run workers from their environment), else the
+    instance's own root folder (an instance built in a test without DAGSTER_HOME)."""
+    raw = os.environ.get("DAGSTER_HOME")
+    return Path(raw).expanduser() if raw else Path(root_directory)
+
+
 def alive(pid: int) -> bool:
     """Whether a process with this id exists on this machine."""
     try:

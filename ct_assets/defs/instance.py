@@ -12,7 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from ct_assets.common.run_processes import alive, dead_markers, ensure_dagster_home, remove_marker
+from ct_assets.common.run_processes import (
+    alive,
+    dead_markers,
+    ensure_dagster_home,
+    markers_home,
+    remove_marker,
+)
 from ct_assets.defs.constants import HOST_TAG, PID_TAG
 
 __all__ = ["ensure_dagster_home", "instance", "recover_dead_runs"]
@@ -40,7 +46,7 @@ def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
     daemon launched: both are tagged with their pid and host) whose process is gone (killed mid-run):
     nothing then waits on them, and the UI tells the truth. Returns their run ids. The markers of the
     dead processes (ct_assets.common.run_processes) are removed once their runs are failed."""
-    gone = dead_markers(Path(inst.root_directory))
+    gone = dead_markers(markers_home(inst.root_directory))
     host = socket.gethostname()
     dead = []
     stale = inst.get_runs(

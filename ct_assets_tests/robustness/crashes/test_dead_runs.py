@@ -4,7 +4,6 @@ left to Dagster's run monitoring."""
 
 import socket
 import subprocess
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -54,7 +53,7 @@ def test_the_markers_of_dead_processes_go_once_their_runs_are_failed(
 ) -> None:
     """A process that ran a run and died leaves its marker; recovery fails its run and removes the
     marker, and leaves the marker of a process still alive."""
-    home = Path(instance.root_directory)
+    home = run_processes.markers_home(instance.root_directory)
     job = defs.resolve_job_def("ingest_job")
     gone = subprocess.Popen(["true"])
     gone.wait()
