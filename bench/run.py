@@ -14,7 +14,10 @@ Figures (each the median of several runs; each ratio measured in the same run):
 5. gate: the validation step alone (scoring both models, intervals, slices, report) on a 50k-row golden set;
 6. predictions: the champion's scoring of a delta inside the ingest run against LightGBM's bare predict plus
    writing the same rows, the shadow's cost apart, and the ingest run with and without the step
-   (bench/predictions_bench.py).
+   (bench/predictions_bench.py);
+7. process: whole `ct-assets` commands timed from outside (a no-op cycle, a cycle ingesting one 10k-row
+   delta, a forced cycle) against plain scripts on the same rows: bench/ingest_script.py and
+   ../shared/bench/peer_cycle.py in its peer and floor modes (bench/process_bench.py).
 
 Warehouse histories are written straight into DuckDB (the measured ingest goes through the real path).
 """
@@ -49,6 +52,15 @@ def _predictions() -> Any:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _process() -> Any:
+    """bench/process_bench.py, the module beside this script (imported when the process section runs)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import process_bench
+
+    return process_bench
 
 
 def _project(root: Path) -> dict[str, str]:
@@ -660,6 +672,7 @@ SECTIONS = {
     "cycle": _cycle_lines,
     "gate": _gate_lines,
     "predictions": lambda r: _predictions().lines(r),
+    "process": lambda r: _process().lines(r),
 }
 
 
@@ -716,7 +729,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--plot", type=Path, default=None, help="write the cycle-vs-floor PNG here")
     ap.add_argument(
-        "--only", default=None, help="comma-separated sections: ingest,sensor,cycle,gate,predictions"
+        "--only", default=None, help="comma-separated sections: ingest,sensor,cycle,gate,predictions,process"
     )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -737,6 +750,7 @@ def main() -> int:
             "predictions": lambda: _predictions().bench(
                 work, _child, _project, history=100_000, delta=300_000, repeats=2
             ),
+            "process": lambda: _process().bench(work, _project, batches=3, rows=100_000, repeats=3),
         }
     else:
         plan = {
@@ -751,6 +765,8 @@ def main() -> int:
             "predictions": lambda: _predictions().bench(
                 work, _child, _project, history=1_000_000, delta=1_000_000, repeats=3
             ),
+            # The issue's setting: 10 deltas of 100k rows, about 1M training rows; 10k-row deltas.
+            "process": lambda: _process().bench(work, _project, batches=10, rows=100_000, repeats=5),
         }
     results = {name: run() for name, run in plan.items() if name in only}
     command = (

@@ -4,11 +4,10 @@ import hashlib
 import time
 from typing import Any
 
-from ct_assets.commands.runs import blocking_failures, failure_message, recover, require_success, run_job
 from ct_assets.common.clock import utc_now
+from ct_assets.common.run_processes import dead_markers, ensure_dagster_home
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
-from ct_assets.core.gate.evaluation import report_path
 from ct_assets.core.ingest import landing
 from ct_assets.core.triggers.decision import retrain_decision
 from ct_assets.defs.constants import CT_SELECTION, TRIGGER_TAG
@@ -50,7 +49,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "runs": {},
     }
     check_config(settings)
-    recover()  # runs a killed cycle left STARTED are failed, whether or not this cycle starts one
+    _recover_dead_runs()
     _ingest(settings, out)
     out["ingest_seconds"] = round(time.perf_counter() - started, 3)
     with connect_reader(settings, wait_seconds=30) as con:
@@ -69,10 +68,22 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     return out
 
 
+def _recover_dead_runs() -> None:
+    """Runs a killed process left STARTED are failed, whether or not this cycle starts one. Dagster (a
+    second or more to import and load) is needed for that only when a process that executed runs here is
+    gone; a cycle with nothing to do then never loads it."""
+    if dead_markers(ensure_dagster_home()):
+        from ct_assets.commands.runs import recover
+
+        recover()
+
+
 def _ingest(settings: Settings, out: dict[str, Any]) -> None:
     """An ingest run when ready files wait in the landing folder; its file counts go into `out`."""
     if not landing.ready_entries(settings.paths.landing):
         return
+    from ct_assets.commands.runs import failure_message, require_success, run_job
+
     res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
     out["runs"]["ingest"] = res.run_id
     if not res.success:
@@ -95,6 +106,11 @@ def check_config(settings: Settings) -> None:
 
 def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -> None:
     """The CT run, and its outcome in `out`: challenger, failed checks, verdict, report."""
+    # Here, not at the top: Dagster, and the gate with scipy and LightGBM, which a cycle with nothing to
+    # train (or only files to ingest) never needs.
+    from ct_assets.commands.runs import blocking_failures, failure_message, run_job
+    from ct_assets.core.gate.evaluation import report_path
+
     t = time.perf_counter()
     res = run_job(
         "ct_job",

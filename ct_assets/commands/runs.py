@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from ct_assets.common.run_processes import leave_marker, markers_home, remove_marker
 from ct_assets.defs.constants import HOST_TAG, PID_TAG
 from ct_assets.defs.instance import instance, recover_dead_runs
 from ct_assets.errors import CtError
@@ -62,6 +63,9 @@ def run_job(
     # Quiet by default: the CLI prints its own summary, and every event is in the run's log in the UI.
     level = os.environ.get(LOG_LEVEL_ENV, "CRITICAL").upper()
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
+    # Left if the run does not return (this process killed, or an exception out of Dagster): the next
+    # command then loads the instance to fail the run this process may have left STARTED.
+    marker = leave_marker(markers_home(inst.root_directory))
     with stdout_to_stderr():
         result = job.execute_in_process(
             instance=inst,
@@ -70,6 +74,7 @@ def run_job(
             run_config=config,
             asset_selection=[dg.AssetKey(k) for k in asset_selection] if asset_selection else None,
         )
+    remove_marker(marker)
     blocked = blocking_failures(result)
     if result.success:
         state = "succeeded"

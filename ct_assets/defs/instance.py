@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import os
 import socket
-from importlib import resources
 from pathlib import Path
 
 import dagster as dg
 
+from ct_assets.common.run_processes import (
+    alive,
+    dead_markers,
+    ensure_dagster_home,
+    markers_home,
+    remove_marker,
+)
 from ct_assets.defs.constants import HOST_TAG, PID_TAG
 
-DEFAULT_DAGSTER_HOME = "data/dagster"
-
-
-def ensure_dagster_home() -> Path:
-    """Make DAGSTER_HOME absolute (default: ./data/dagster) and give it the instance config we ship."""
-    raw = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
-    home = Path(raw).expanduser()
-    if not home.is_absolute():
-        home = Path.cwd() / home
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
-    return home
+__all__ = ["ensure_dagster_home", "instance", "recover_dead_runs"]
 
 
 def create_instance_storage(home: Path) -> None:
@@ -46,31 +38,28 @@ def instance() -> dg.DagsterInstance:
 
 
 STALE_STATUSES = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+LIMIT = 100  # stale runs looked at per call
 
 
 def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
     """Mark failed the runs executed on this machine (by the CLI in-process, or by a run worker the
     daemon launched: both are tagged with their pid and host) whose process is gone (killed mid-run):
-    nothing then waits on them, and the UI tells the truth. Returns their run ids."""
+    nothing then waits on them, and the UI tells the truth. Returns their run ids. The markers of the
+    dead processes (ct_assets.common.run_processes) are removed once their runs are failed."""
+    gone = dead_markers(markers_home(inst.root_directory))
     host = socket.gethostname()
     dead = []
-    for run in inst.get_runs(
-        filters=dg.RunsFilter(statuses=list(STALE_STATUSES), tags={HOST_TAG: host}), limit=100
-    ):
+    stale = inst.get_runs(
+        filters=dg.RunsFilter(statuses=list(STALE_STATUSES), tags={HOST_TAG: host}), limit=LIMIT
+    )
+    for run in stale:
         pid = run.tags.get(PID_TAG)
-        if pid and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid and pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             inst.report_run_failed(
                 run, f"process {pid} that ran it is gone (killed); marked failed by ct-assets"
             )
             dead.append(run.run_id)
+    if len(stale) < LIMIT:  # every stale run was seen: the dead processes have none left
+        for marker in gone:
+            remove_marker(marker)
     return dead

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from ct_assets.core.gate import stats
 from ct_assets.core.gate.results import EvalSet
@@ -15,7 +14,7 @@ from ct_assets.core.modeling.metrics import improvement, metric_value
 
 
 def z_value(one_sided_confidence: float) -> float:
-    return float(norm.ppf(one_sided_confidence))
+    return float(stats.normal().ppf(one_sided_confidence))
 
 
 @dataclass

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import norm
 
 from ct_assets.config.settings import Settings
+from ct_assets.core.gate import stats
 from ct_assets.core.gate.paired import PairedDiff, status_of, z_value
 from ct_assets.core.gate.results import Comparison, EvalSet
 
@@ -31,7 +31,7 @@ def choose_slice_confidence(
     spread, tol = spread[keep], tol[keep]
 
     def rate(z: float) -> float:  # chance that at least one slice blocks, slices taken as independent
-        return float(1.0 - np.prod(1.0 - norm.cdf(z - tol / spread)))
+        return float(1.0 - np.prod(1.0 - stats.normal().cdf(z - tol / spread)))
 
     lo, hi = z_value(MIN_SLICE_CONFIDENCE), z_value(ceiling)
     if not ses or rate(hi) <= false_block_rate:
@@ -44,7 +44,7 @@ def choose_slice_confidence(
             lo = mid
         else:
             hi = mid
-    return float(norm.cdf(lo)), rate(lo)
+    return float(stats.normal().cdf(lo)), rate(lo)
 
 
 @dataclass
@@ -88,7 +88,7 @@ def judge_slices(pending: list[PendingSlice], settings: Settings, *, champion: b
         powered = [
             bool(
                 p.diff.se is not None
-                and (p.diff.se == 0 or norm.cdf(z_floor - p.tolerance / p.diff.se) <= budget)
+                and (p.diff.se == 0 or stats.normal().cdf(z_floor - p.tolerance / p.diff.se) <= budget)
             )
             for p in pending
         ]

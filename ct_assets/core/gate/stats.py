@@ -9,9 +9,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+
+
+def normal() -> Any:
+    """scipy's standard normal distribution, imported on first use: scipy.stats takes most of a second
+    to import, and runs that never compare two models (an ingest run) import modules of the gate."""
+    from scipy.stats import norm
+
+    return norm
+
 
 BOOTSTRAP_SEED = 20240611
 BOOTSTRAP_EXACT_MAX_ROWS = 25_000  # above this many rows, the resample sums come from their normal law
@@ -137,7 +146,7 @@ def delong_difference(
     if d is None:
         return Interval(math.nan, math.nan, math.nan, confidence, "delong")
     diff = d.challenger_auc - d.champion_auc
-    half = float(norm.ppf(0.5 + confidence / 2)) * d.se
+    half = float(normal().ppf(0.5 + confidence / 2)) * d.se
     return Interval(diff, diff - half, diff + half, confidence, "delong")
 
 

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from ct_assets.commands import runs
+from ct_assets.common import run_processes
 from ct_assets.config import Settings
 from ct_assets.definitions import defs
 from ct_assets.tools.simulator import SimulationOptions, simulate
@@ -45,3 +46,31 @@ def test_only_runs_of_dead_processes_are_recovered(warehouse: Settings, instance
     other = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
     assert runs.recover_dead_runs(instance) == []
     assert status(instance, other.run_id) == dg.DagsterRunStatus.STARTED
+
+
+def test_the_markers_of_dead_processes_go_once_their_runs_are_failed(
+    warehouse: Settings, instance: dg.DagsterInstance
+) -> None:
+    """A process that ran a run and died leaves its marker; recovery fails its run and removes the
+    marker, and leaves the marker of a process still alive."""
+    home = run_processes.markers_home(instance.root_directory)
+    job = defs.resolve_job_def("ingest_job")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        folder = home / run_processes.MARKERS
+        folder.mkdir()
+        markers = {p.pid: folder / f"{socket.gethostname()}-{p.pid}" for p in (gone, sleeper)}
+        for marker in markers.values():
+            marker.touch()
+        tags = {runs.PID_TAG: str(gone.pid), runs.HOST_TAG: socket.gethostname()}
+        left = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED, tags=tags)
+        assert run_processes.dead_markers(home) == [markers[gone.pid]]
+        assert runs.recover_dead_runs(instance) == [left.run_id]
+        assert status(instance, left.run_id) == dg.DagsterRunStatus.FAILURE
+        assert not markers[gone.pid].exists()
+        assert markers[sleeper.pid].exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
