@@ -18,12 +18,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ct-assets demo
 
-## Every test (the soak variants stay behind `-m soak`).
+## Every test (the soak variants stay behind `-m soak`), on two workers: most end-to-end tests wait on
+## subprocesses (daemon, web server, CLI), so two run side by side; a test file stays on one worker.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m 'not slow'
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check ct_assets ct_assets_tests bench
