@@ -97,8 +97,13 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
 def _scaled_without(shares: dict[str, float], key: str) -> dict[str, float]:
     """Category shares without `key`, scaled to sum to one."""
     rest = {k: v for k, v in shares.items() if k != key}
-    total = sum(rest.values())
-    return {k: v / total for k, v in rest.items()} if total > 0 else rest
+    return dict(zip(rest, _scaled(list(rest.values())), strict=True))
+
+
+def _scaled(shares: list[float]) -> list[float]:
+    """Shares scaled to sum to one (left as they are when they sum to zero)."""
+    total = sum(shares)
+    return [v / total for v in shares] if total > 0 else shares
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,7 @@ class FeatureDrift:
 
 def _without_null_bin(shares: list[float]) -> list[float]:
     """Numeric shares with the null/NaN bin (the last) dropped and the rest scaled to sum to one."""
-    total = sum(shares[:-1])
-    return [v / total for v in shares[:-1]] if total > 0 else shares[:-1]
+    return _scaled(shares[:-1])
 
 
 def drift(
