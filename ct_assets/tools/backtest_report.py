@@ -7,6 +7,7 @@ import html
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ct_assets.tools.backtest import POLICIES, Backtest, StepRecord, StepResult
@@ -171,18 +172,60 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+Curves = dict[str, list[tuple[int, float]]]  # policy -> (step, metric) points
+Marker = tuple[int, float, str]  # (step, metric, tooltip): a blocked or failed step on the loop's line
+
+
 def svg_plot(bt: Backtest, width: int = 900, height: int = 370) -> str:
     """The metric over steps, one line per policy; the loop's blocked steps marked on its line."""
     scored = bt.scored
-    values = [s.metrics[p] for s in scored for p in POLICIES if s.metrics[p] is not None]
-    if not values:
+    curves: Curves = {
+        p: [(s.record.step, float(s.metrics[p])) for s in scored if s.metrics[p] is not None]  # type: ignore[arg-type]
+        for p in POLICIES
+    }
+    if not any(curves.values()):
         return '<p class="muted">no step could be scored</p>'
-    lo, hi = min(values), max(values)  # type: ignore[type-var]
-    pad_v = (hi - lo) * 0.08 or 0.01  # type: ignore[operator]
-    lo, hi = lo - pad_v, hi + pad_v  # type: ignore[operator]
+    markers: list[Marker] = [
+        (
+            s.record.step,
+            float(s.metrics["served"]),
+            f"step {s.record.step}: {s.record.verdict} "  # type: ignore[arg-type]
+            + ", ".join(s.record.failed_checks),
+        )
+        for s in scored
+        if s.record.verdict in ("blocked", "failed") and s.metrics["served"] is not None
+    ]
     steps = [s.record.step for s in bt.steps]
-    x0, x1 = min(steps), max(steps[:-1] or steps)
-    left, right, top, bottom = 60, 20, 14, 62
+    return policy_curves_svg(
+        curves,
+        ticks=steps[:-1] or steps,
+        x_label="step k (model in force after step k, scored on step k+1's labelled rows)",
+        aria_label=f"{bt.metric} over steps per policy",
+        markers=markers,
+        width=width,
+        height=height,
+    )
+
+
+def policy_curves_svg(
+    curves: Curves,
+    *,
+    ticks: list[int],
+    x_label: str,
+    aria_label: str,
+    title: str = "",
+    markers: Sequence[Marker] = (),
+    width: int = 900,
+    height: int = 370,
+) -> str:
+    """One line per policy over steps (the loop's, `served`, drawn last and thick), a grid of five metric
+    values, step ticks, `markers` as rings on the loop's line, and the legend in one row underneath."""
+    values = [v for c in curves.values() for _, v in c]
+    lo, hi = min(values), max(values)
+    pad_v = (hi - lo) * 0.08 or 0.01
+    lo, hi = lo - pad_v, hi + pad_v
+    x0, x1 = min(ticks), max(ticks)
+    left, right, top, bottom = 60, 20, 24 if title else 14, 62
     inner_w, inner_h = width - left - right, height - top - bottom
 
     def sx(step: float) -> float:
@@ -193,7 +236,8 @@ def svg_plot(bt: Backtest, width: int = 900, height: int = 370) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{esc(bt.metric)} over steps per policy">',
+        f'font-family="sans-serif" aria-label="{esc(aria_label)}">',
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>' if title else "",
         f'<rect x="{left}" y="{top}" width="{inner_w}" height="{inner_h}" fill="#fff" stroke="#d0d7de"/>',
     ]
     for k in range(5):
@@ -202,32 +246,28 @@ def svg_plot(bt: Backtest, width: int = 900, height: int = 370) -> str:
             f'<line x1="{left}" y1="{sy(v):.1f}" x2="{left + inner_w}" y2="{sy(v):.1f}" stroke="#eaeef2"/>'
             f'<text x="{left - 6}" y="{sy(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3f}</text>'
         )
-    stride = max(1, math.ceil(len(steps) / 24))
-    for st in steps[:-1][::stride]:
+    stride = max(1, math.ceil(len(ticks) / 24))
+    for st in ticks[::stride]:
         parts.append(
             f'<text x="{sx(st):.1f}" y="{top + inner_h + 16}" font-size="11" text-anchor="middle">{st}</text>'
         )
     parts.append(
         f'<text x="{left + inner_w / 2}" y="{top + inner_h + 34}" font-size="12" text-anchor="middle">'
-        "step k (model in force after step k, scored on step k+1's labelled rows)</text>"
+        f"{esc(x_label)}</text>"
     )
     for p in reversed(POLICIES):  # the loop's line drawn last, on top
-        pts = [(s.record.step, s.metrics[p]) for s in scored if s.metrics[p] is not None]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)  # type: ignore[arg-type]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in curves.get(p, []))
         w = 3 if p == "served" else 1.6
         dash = "" if p in ("served", "always_promote") else ' stroke-dasharray="5 3"'
         parts.append(
             f'<polyline fill="none" stroke="{COLORS[p]}" stroke-width="{w}"{dash} points="{path}">'
             f"<title>{esc(LABELS[p])}</title></polyline>"
         )
-    for s in scored:
-        if s.record.verdict in ("blocked", "failed"):
-            y = s.metrics["served"]
-            parts.append(
-                f'<circle cx="{sx(s.record.step):.1f}" cy="{sy(y):.1f}" r="4" fill="#fff" stroke="{COLORS["served"]}" '  # type: ignore[arg-type]
-                f'stroke-width="2"><title>step {s.record.step}: {esc(s.record.verdict)} '
-                f"{esc(', '.join(s.record.failed_checks))}</title></circle>"
-            )
+    for step, y, tip in markers:
+        parts.append(
+            f'<circle cx="{sx(step):.1f}" cy="{sy(y):.1f}" r="4" fill="#fff" stroke="{COLORS["served"]}" '
+            f'stroke-width="2"><title>{esc(tip)}</title></circle>'
+        )
     for i, p in enumerate(POLICIES):  # the legend, in one row under the plot
         x = left + i * 170
         parts.append(
