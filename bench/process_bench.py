@@ -121,6 +121,7 @@ def bench(work: Path, project: Any, batches: int, rows: int, repeats: int) -> di
         k: [] for k in ("noop", "status", "ingest", "script", "forced", "peer", "floor", "ingest_in_cycle")
     }
     forced_runs: list[dict[str, Any]] = []
+    phases: dict[str, list[dict[str, float]]] = {}  # the peer script's own seconds per phase, per run
     seed = 100
     for _ in range(repeats):
         t["noop"].append(_timed([_cli(), "cycle", "--json"], root, env)[0])
@@ -143,10 +144,15 @@ def bench(work: Path, project: Any, batches: int, rows: int, repeats: int) -> di
         _land(root, env, seed)
         seconds, out = _timed([_cli(), "cycle", "--force", "--json"], root, env)
         result = json.loads(out.strip().splitlines()[-1])
-        forced_runs.append({k: result.get(k) for k in ("verdict", "ingest_seconds", "ct_seconds")})
+        forced_runs.append(
+            {k: result.get(k) for k in ("verdict", "ingest_seconds", "ct_seconds")}
+            | {"steps": _step_seconds(root, result["runs"])}
+        )
         t["forced"].append(seconds)
         for mode in ("peer", "floor"):
-            t[mode].append(_timed(_peer(root, mode), root, env)[0])
+            seconds, out = _timed(_peer(root, mode), root, env)
+            t[mode].append(seconds)
+            phases.setdefault(mode, []).append(json.loads(out.strip().splitlines()[-1])["seconds"])
     med = {k: statistics.median(v) for k, v in t.items()}
     result = {
         **setup,
@@ -155,6 +161,7 @@ def bench(work: Path, project: Any, batches: int, rows: int, repeats: int) -> di
         "runs": t,
         "median_s": med,
         "forced_runs": forced_runs,
+        "peer_phases": phases,
         "ratios": {
             "ingest_vs_script": med["ingest"] / med["script"],
             "forced_vs_peer": med["forced"] / med["peer"],
@@ -165,6 +172,24 @@ def bench(work: Path, project: Any, batches: int, rows: int, repeats: int) -> di
     }
     _print(result)
     return result
+
+
+def _step_seconds(root: Path, runs: dict[str, str]) -> dict[str, float]:
+    """Seconds of every step of the cycle's runs, and of each run from its start to its end (Dagster's
+    run and step stats, read from the project's instance)."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(root / "dagster_home")))
+    out: dict[str, float] = {}
+    for name, run_id in runs.items():
+        stats = instance.get_run_stats(run_id)
+        if stats.start_time and stats.end_time:
+            out[f"{name} run"] = round(stats.end_time - stats.start_time, 3)
+        for step in instance.get_run_step_stats(run_id):
+            if step.start_time and step.end_time:
+                out[f"{name}: {step.step_key}"] = round(step.end_time - step.start_time, 3)
+    return out
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -203,6 +228,29 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"| | | | peer_cycle.py --mode floor | {m['floor']:.2f} | {q['forced_vs_floor']:.2f} |",
         "",
         f"Inside the ingest cycle, up to the end of its ingest run: {each('ingest_in_cycle')} s. "
-        f"Forced cycles: {'; '.join(json.dumps(x) for x in r['forced_runs'])}.",
+        f"Forced cycles: {'; '.join(json.dumps({k: v for k, v in x.items() if k != 'steps'}) for x in r['forced_runs'])}.",
         "",
+        *_forced_lines(r),
     ]
+
+
+def _forced_lines(r: dict[str, Any]) -> list[str]:
+    """Where a forced cycle's seconds go (medians of its runs' step stats), beside the peer's phases."""
+    steps: dict[str, list[float]] = {}
+    for run in r["forced_runs"]:
+        for k, v in run.get("steps", {}).items():
+            steps.setdefault(k, []).append(v)
+    peer: dict[str, list[float]] = {}
+    for ph in r.get("peer_phases", {}).get("peer", []):
+        for k, v in ph.items():
+            peer.setdefault(k, []).append(v)
+    if not steps:
+        return []
+    out = ["| forced cycle: run or step | median s | peer script: phase | median s |", "|---|---|---|---|"]
+    left = sorted(steps, key=lambda k: (" run" not in k, k))
+    right = list(peer)
+    for i in range(max(len(left), len(right))):
+        a = f"{left[i]} | {statistics.median(steps[left[i]]):.2f}" if i < len(left) else " | "
+        b = f"{right[i]} | {statistics.median(peer[right[i]]):.2f}" if i < len(right) else " | "
+        out.append(f"| {a} | {b} |")
+    return [*out, ""]

@@ -17,7 +17,10 @@ Figures (each the median of several runs; each ratio measured in the same run):
    (bench/predictions_bench.py);
 7. process: whole `ct-assets` commands timed from outside (a no-op cycle, a cycle ingesting one 10k-row
    delta, a forced cycle) against plain scripts on the same rows: bench/ingest_script.py and
-   ../shared/bench/peer_cycle.py in its peer and floor modes (bench/process_bench.py).
+   ../shared/bench/peer_cycle.py in its peer and floor modes (bench/process_bench.py);
+8. daemon: the real `dagster-daemon` and the project's sensors, deltas made ready one at a time: each phase
+   from the file ready to its rows committed (sensor tick, run queue, process start, definitions load,
+   validation, append), p50 and p95 (bench/daemon_bench.py).
 
 Warehouse histories are written straight into DuckDB (the measured ingest goes through the real path).
 """
@@ -61,6 +64,15 @@ def _process() -> Any:
     import process_bench
 
     return process_bench
+
+
+def _daemon() -> Any:
+    """bench/daemon_bench.py, the module beside this script (imported when the daemon section runs)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import daemon_bench
+
+    return daemon_bench
 
 
 def _project(root: Path) -> dict[str, str]:
@@ -673,6 +685,7 @@ SECTIONS = {
     "gate": _gate_lines,
     "predictions": lambda r: _predictions().lines(r),
     "process": lambda r: _process().lines(r),
+    "daemon": lambda r: _daemon().lines([r]),
 }
 
 
@@ -729,7 +742,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--plot", type=Path, default=None, help="write the cycle-vs-floor PNG here")
     ap.add_argument(
-        "--only", default=None, help="comma-separated sections: ingest,sensor,cycle,gate,predictions,process"
+        "--only",
+        default=None,
+        help="comma-separated sections: ingest,sensor,cycle,gate,predictions,process,daemon",
     )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -751,6 +766,7 @@ def main() -> int:
                 work, _child, _project, history=100_000, delta=300_000, repeats=2
             ),
             "process": lambda: _process().bench(work, _project, batches=3, rows=100_000, repeats=3),
+            "daemon": lambda: _daemon().bench(work, batches=3, rows=100_000, deltas=5),
         }
     else:
         plan = {
@@ -767,6 +783,8 @@ def main() -> int:
             ),
             # The issue's setting: 10 deltas of 100k rows, about 1M training rows; 10k-row deltas.
             "process": lambda: _process().bench(work, _project, batches=10, rows=100_000, repeats=5),
+            # The issue's setting: at least 20 deltas of 10k rows through the daemon, the instance as shipped.
+            "daemon": lambda: _daemon().bench(work, batches=10, rows=100_000, deltas=20),
         }
     results = {name: run() for name, run in plan.items() if name in only}
     command = (

@@ -227,7 +227,7 @@ def test_the_sensor_interval_can_be_set_from_the_environment(monkeypatch: pytest
         }
 
     monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
-    assert intervals() == {"landing_sensor": 5, "retrain_sensor": 10}
+    assert intervals() == {"landing_sensor": 1, "retrain_sensor": 10}
     monkeypatch.setenv(SENSOR_INTERVAL_ENV, "1")
     assert intervals() == {"landing_sensor": 1, "retrain_sensor": 1}
     for bad in ("0", "-1", "1.5", "soon"):

@@ -39,6 +39,8 @@ class FileResult:
     kind: str = "rows"  # rows | labels (a label file)
     labels: LabelCounts = field(default_factory=LabelCounts)
     stored_columns: list[tuple[str, str]] = field(default_factory=list)  # a label file's, as stored
+    validated_at: datetime | None = None  # wall clock (UTC) when its validation ended
+    committed_at: datetime | None = None  # wall clock (UTC) when its transaction committed
 
 
 def quarantine(result: FileResult, what: str) -> None:

@@ -128,6 +128,7 @@ def _ingest_one(
             unread = result.file_hash in ingested
             if not unread:
                 stored = _validate(settings, lf.path, result, now)
+                result.validated_at = utc_now()
 
     tag = result.file_hash[:12] or "unread"
     with writer_keeping_snapshot(settings) as con, transaction(con):
@@ -175,6 +176,7 @@ def _ingest_one(
         result.stored_as = landing.display_name(str(target))
         log_file(con, settings, result, lf, run_id, now)
         failpoints.hit("ingest.before_commit")
+    result.committed_at = utc_now()
     failpoints.hit("ingest.after_commit")
     # After the commit: a crash before the move leaves the file in landing, and the next run finds
     # its hash already ingested (logged as a duplicate) or validates it again; nothing is lost.

@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
+import polars as pl
 
 from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
@@ -24,7 +26,9 @@ from ct_assets.core.triggers.freshness import fresh_rows
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import CtError
 from ct_assets.store import evolution
-from ct_assets.store.sql import next_id
+from ct_assets.store.columns import row_key
+from ct_assets.store.schema import ROLE_CHAMPION
+from ct_assets.store.sql import next_id, quote
 from ct_assets.store.warehouse import connect_writer, transaction
 
 HISTORY_ROWS = 30  # the newest scores shown beside the latest one
@@ -57,6 +61,8 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
         if champion is None:
             return ChampionScore(None, "nothing to score")
         frame, newest_batch = fresh_rows(con, s, watermark, with_batch_ids=True)
+        labelled = frame.filter(frame[s.columns.label].is_not_null())
+        stored = stored_scores(con, s, champion, labelled)
         validation = registry.latest_validation(con, champion)
         decided = evidence.decided(con)
         added_later = evolution.added_columns(con)
@@ -64,15 +70,16 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
         loaded = lgbm.load_version(s.paths.models, champion)
     except CtError as e:
         return ChampionScore(champion, f"not scored: {e}"[:500])
-    labelled = frame.filter(frame[s.columns.label].is_not_null())
     reference = None
     if validation:
         reference = validation["summary"].get("holdout", {}).get("challenger", {}).get(s.primary_metric)
-    scores = loaded.predict(labelled) if labelled.height else np.array([])
+    scores = _complete(loaded, labelled, stored)
     y = lgbm.labels(labelled, s)
     dec = decay(s, y, scores, reference)
     profile = loaded.card.get("profile")
-    landed = frame.filter(frame["_new_row"]).drop("_batch_id", "_new_row")  # late labels' rows: not drift
+    landed = frame.filter(frame["_new_row"]).drop(
+        "_batch_id", "_row_hash", "_new_row"
+    )  # late labels: not drift
     drifts = drift(profile, landed, s, added_later) if profile and landed.height else []
     out = ChampionScore(champion, "", dec, drifts)
     batch_scores = _batch_scores(s, labelled["_batch_id"].to_numpy(), y, scores, decided)
@@ -81,6 +88,37 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
     )
     _alert(s, out.decisions, logger)
     return out
+
+
+def stored_scores(
+    con: duckdb.DuckDBPyConnection, s: Settings, champion: str, rows: pl.DataFrame
+) -> np.ndarray:
+    """The scores `champion` already served for `rows` (its predictions in the `predictions` table, by batch
+    and row key), NaN where it has none. The same model on the same stored row gives the same score, so
+    these need not be computed again."""
+    if not rows.height:
+        return np.array([])
+    key = row_key(s)[0]
+    batches = ", ".join(str(int(b)) for b in rows["_batch_id"].unique().to_list())
+    found = con.sql(
+        f"SELECT _batch_id, {quote(key)} AS _key, score FROM predictions WHERE role = $role "
+        f"AND model_version = $version AND _batch_id IN ({batches})",
+        params={"role": ROLE_CHAMPION, "version": champion},
+    ).pl()
+    found = found.unique(subset=["_batch_id", "_key"], keep="first")
+    keyed = rows.select("_batch_id", pl.col(key).alias("_key"))
+    joined = keyed.join(found, on=["_batch_id", "_key"], how="left", maintain_order="left")
+    return joined["score"].fill_null(float("nan")).to_numpy().astype(np.float64)
+
+
+def _complete(loaded: lgbm.LoadedModel, rows: pl.DataFrame, stored: np.ndarray) -> np.ndarray:
+    """The champion's scores of `rows`: the stored ones, and the model's prediction where none is stored."""
+    missing = np.isnan(stored)
+    if not missing.any():
+        return stored
+    scores = stored.copy()
+    scores[missing] = loaded.predict(rows.filter(pl.Series(missing)))
+    return scores
 
 
 def _batch_scores(

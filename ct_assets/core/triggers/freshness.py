@@ -25,12 +25,12 @@ def fresh_rows(
     """The rows the champion has not seen: those ingested after its watermark, and older rows whose label
     arrived after it (late labels; store.labels), each with its effective label; at most FRESH_ROWS_LIMIT,
     the newest. Returns them and the newest batch among them. With `with_batch_ids`, each row's
-    `_batch_id` and `_new_row` (it landed after the watermark: drift looks at those only)."""
+    `_batch_id`, `_row_hash` and `_new_row` (it landed after the watermark: drift looks at those only)."""
     label, et = quote(settings.columns.label), quote(settings.columns.event_time)
     cols = [quote(n) for n, _ in user_columns(con)]
     select = ", ".join(f"{labels.label_sql(settings)} AS {c}" if c == label else f"d.{c}" for c in cols)
     parts = [
-        f"SELECT {select}, d._batch_id, true AS _new_row, d._batch_id AS _arrived "
+        f"SELECT {select}, d._batch_id, d._row_hash, true AS _new_row, d._batch_id AS _arrived "
         f"FROM raw_deltas d{labels.join_sql(settings, 'd')} WHERE d._batch_id > $wm"
     ]
     rid = settings.columns.row_id
@@ -38,7 +38,7 @@ def fresh_rows(
         con, "SELECT count(*) FROM label_events WHERE status = 'attached' AND batch_id > ?", [watermark]
     ):
         parts.append(
-            f"SELECT {select}, d._batch_id, false, e._label_batch FROM ({labels.attached_sql()}) e "
+            f"SELECT {select}, d._batch_id, d._row_hash, false, e._label_batch FROM ({labels.attached_sql()}) e "
             f"JOIN raw_deltas d ON d.{quote(rid)} = e._lk "
             f"WHERE e._label_batch > $wm AND d._batch_id <= $wm AND d.{label} IS NULL"
         )
@@ -48,7 +48,7 @@ def fresh_rows(
     ).pl()
     newest = int(frame["_arrived"].max() or watermark) if frame.height else watermark
     frame = frame.drop("_arrived")
-    return (frame if with_batch_ids else frame.drop("_batch_id", "_new_row")), newest
+    return (frame if with_batch_ids else frame.drop("_batch_id", "_row_hash", "_new_row")), newest
 
 
 @dataclass(frozen=True)

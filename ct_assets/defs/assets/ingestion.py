@@ -1,6 +1,7 @@
 """Ingestion: landed files into `raw_deltas`, with Great Expectations checks and freshness checks."""
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import dagster as dg
 
@@ -75,6 +76,13 @@ def _file_rows(report: IngestReport) -> list[dict]:
             "label_delay_median_hours": f.labels.delay_hours,
             "reason": f.reason,
             "stored_as": f.stored_as,
+            "validated_at": _iso(f.validated_at),
+            "committed_at": _iso(f.committed_at),
         }
         for f in report.files
     ]
+
+
+def _iso(t: datetime | None) -> str | None:
+    """A wall-clock time (UTC) to the millisecond, as the file table shows it."""
+    return t.isoformat(timespec="milliseconds") + "Z" if t else None

@@ -4,12 +4,14 @@ batch once its late labels arrive; after a feature is added, the validation repo
 models were compared, and a frozen golden set from before the feature is shown, not compared."""
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 import polars as pl
 import pytest
 
+from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core.ingest.landing import ready_files
 from ct_assets.store.warehouse import connect_reader, init_warehouse
@@ -61,6 +63,11 @@ def test_late_labels_through_the_ingest_and_ct_runs(
         0,
     )
     assert row["label_delay_median_hours"] > 0
+    # when its validation ended and its transaction committed (bench/daemon_bench.py reads them)
+    validated, committed = (
+        datetime.fromisoformat(row[k].removesuffix("Z")) for k in ("validated_at", "committed_at")
+    )
+    assert validated <= committed <= utc_now()
     with connect_reader(settings) as con:
         judged = con.execute(
             "SELECT status, rows_labelled FROM batch_decisions WHERE batch_id = 4 ORDER BY decision_id"

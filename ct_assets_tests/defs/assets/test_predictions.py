@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
@@ -128,3 +129,27 @@ def test_a_blocked_challenger_shows_its_shadow_figures(
     assert "shadow_report" not in meta  # registered by hand: no validation report to write into
     assert predictions(served, "role = 'shadow'")["_batch_id"].to_list() == [2] * 1500
     assert pl.Series(meta["batches_scored"].split(", ")).to_list() == ["2", "1"]
+
+
+def test_champion_performance_takes_the_champions_stored_scores_and_scores_only_the_rest(
+    served: Settings, instance: dg.DagsterInstance
+) -> None:
+    from ct_assets.core.modeling import model as lgbm
+    from ct_assets.core.monitoring.champion import _complete, stored_scores
+    from ct_assets.core.triggers.freshness import fresh_rows
+
+    simulate(served, SimulationOptions(batches=1, rows=1500, seed=2))
+    assert run(instance, "ingest_job").success
+    loaded = lgbm.load_version(served.paths.models, "v0001")
+    with connect_reader(served) as con:
+        frame, _ = fresh_rows(con, served, 1, with_batch_ids=True)
+        rows = frame.filter(pl.col("label").is_not_null())
+        stored = stored_scores(con, served, "v0001", rows)
+        other = stored_scores(con, served, "v0002", rows)  # another model's scores are never taken
+    assert rows.height > 1000 and set(rows["_batch_id"]) == {2}
+    expected = loaded.predict(rows)
+    assert stored.dtype == expected.dtype and np.array_equal(stored, expected)  # the same bits
+    assert np.isnan(other).all()
+    partly = stored.copy()
+    partly[::3] = np.nan  # rows without a stored score are scored by the model
+    assert np.array_equal(_complete(loaded, rows, partly), expected)
