@@ -161,7 +161,7 @@ def _apply(
         for name, sql_type in added:
             for table in ("raw_deltas", "golden_rows"):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {sql_type}")
-        first = next_id(con, "schema_changes", "change_id")
+        first = next_id(con, "schema_changes", "change_id", len(changes))
         for i, (change, name, sql_type) in enumerate(changes):
             con.execute(
                 "INSERT INTO schema_changes VALUES (?, now(), ?, ?, ?, ?)",

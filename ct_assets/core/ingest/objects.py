@@ -1,0 +1,150 @@
+"""Ingest from object storage (cluster mode): the landing area is <objects>/landing/ on S3, shared by
+every run on every host; nothing else is shared but PostgreSQL.
+
+Each ready object (same readiness rules as the landing folder) is downloaded into this run's own
+scratch folder, hashed, and claimed by its hash (store.claims) before anything is validated or
+appended; the append commits inside the claim's fence, and the object then moves to archive/ or
+quarantine/ (with its .reason.txt). Two runs over the same objects therefore ingest each file exactly
+once, and a run killed at any point leaves a claim that the next run takes over (or finds done).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ct_assets.common.clock import utc_now
+from ct_assets.config import Settings
+from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.append import FileResult
+from ct_assets.core.ingest.ingest import IngestReport, Outlet, ingest_landed_files, ingest_one
+from ct_assets.core.ingest.pending import ARCHIVE, LANDING, QUARANTINE
+from ct_assets.store import claims, pg
+from ct_assets.store.hashing import file_sha256
+from ct_assets.store.objects import ObjectStore, StoredObject
+from ct_assets.store.warehouse import connect_reader
+
+
+def ingest_landed(settings: Settings, *, run_id: str = "") -> IngestReport:
+    """The ingest of the configured mode: the landing folder, or the landing area on object storage."""
+    if settings.cluster is None:
+        return ingest_landed_files(settings, run_id=run_id)
+    return ingest_landed_objects(settings, run_id=run_id)
+
+
+def ingest_landed_objects(settings: Settings, *, run_id: str, now: datetime | None = None) -> IngestReport:
+    """Ingest every ready object under <objects>/landing/ that no other live run holds."""
+    cluster = settings.cluster
+    assert cluster is not None, "ingest_landed_objects is cluster mode's ingest"
+    if not run_id:
+        raise ValueError("a cluster ingest needs a run id (its claims are held in its name)")
+    now = now or utc_now()
+    store = ObjectStore(cluster.objects)
+    report = IngestReport()
+    scratch = settings.paths.landing / f".run-{run_id}"  # this run's own copies; a dot folder is never read
+    with pg.run_alive(cluster.state_db, run_id) as state:
+        pending = [o for o in store.list(LANDING) if landing.is_ready_name(o.name)]
+        pending.sort(key=lambda o: (o.modified, o.name))
+        ingested = _ingested_hashes(settings) if pending else set()
+        try:
+            for obj in pending:
+                result = _one(settings, store, state, obj, scratch, run_id, now, ingested)
+                if result is not None:
+                    report.files.append(result)
+                    if result.status == "ingested":
+                        ingested.add(result.file_hash)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def _ingested_hashes(settings: Settings) -> set[str]:
+    with connect_reader(settings, wait_seconds=30) as con:
+        rows = con.execute("SELECT DISTINCT file_hash FROM ingest_log WHERE status = 'ingested'").fetchall()
+    return {r[0] for r in rows}
+
+
+def _one(
+    settings: Settings,
+    store: ObjectStore,
+    state: object,
+    obj: StoredObject,
+    scratch: Path,
+    run_id: str,
+    now: datetime,
+    ingested: set[str],
+) -> FileResult | None:
+    """One object: None when another run has it (or it vanished), else what became of it."""
+    from botocore.exceptions import ClientError
+
+    local = scratch / obj.name
+    try:
+        store.download(obj.key, local)
+    except ClientError:
+        return None  # moved away by the run that handled it meanwhile
+    stamp = obj.modified.replace(tzinfo=UTC).timestamp()
+    os.utime(local, (stamp, stamp))
+    file_hash = file_sha256(local)
+    won = claims.claim(state, file_hash, obj.name, run_id)
+    if won == claims.HELD:
+        local.unlink(missing_ok=True)
+        return None
+    if won == claims.DONE:
+        return _finish_orphan(store, state, obj, file_hash, local)
+    lf = landing.LandedFile(local, obj.size, stamp)
+    try:
+        return ingest_one(settings, lf, run_id, now, ingested, _outlet(settings, store, obj, run_id))
+    except claims.LostClaim:
+        return None
+    finally:
+        local.unlink(missing_ok=True)
+
+
+def _finish_orphan(store: ObjectStore, state: object, obj: StoredObject, file_hash: str, local: Path) -> None:
+    """The file's claim is done but the object is still in landing: the run that committed it died
+    before the move (or is about to move it). When that run is gone, finish its move to the archive."""
+    local.unlink(missing_ok=True)
+    holder = claims.holder(state, file_hash)
+    if holder is not None and not pg.run_is_alive(state, holder[0]):
+        target = _free_key(store, ARCHIVE, obj.name, file_hash[:12])
+        _move(store, obj.key, target)
+    return None
+
+
+def _outlet(settings: Settings, store: ObjectStore, obj: StoredObject, run_id: str) -> Outlet:
+    assert settings.cluster is not None
+    state_db = settings.cluster.state_db
+
+    def target(status: str, name: str, tag: str) -> str:
+        return store.uri(_free_key(store, QUARANTINE if status == "quarantined" else ARCHIVE, name, tag))
+
+    def finish(lf: landing.LandedFile, result: FileResult, target: str) -> None:
+        key = target[len(f"s3://{store.bucket}/") :]
+        if result.status == "quarantined":
+            body = landing.write_reason(
+                lf.path, result.reason, [o.__dict__ for o in result.outcomes if not o.success]
+            )
+            store.upload(body, key + ".reason.txt")
+            body.unlink(missing_ok=True)
+        _move(store, obj.key, key)
+
+    return Outlet(target, finish, lambda result: claims.fence(state_db, result.file_hash, run_id))
+
+
+def _free_key(store: ObjectStore, area: str, name: str, tag: str) -> str:
+    """<area>/<name>, or <area>/<stem>.<tag>.<ext> when that is taken (as landing.destination)."""
+    key = store.key(area, name)
+    if not store.exists(key):
+        return key
+    stem, dot, suffix = name.rpartition(".")
+    return store.key(area, f"{stem}.{tag}.{suffix}" if dot else f"{name}.{tag}")
+
+
+def _move(store: ObjectStore, key: str, target: str) -> None:
+    from botocore.exceptions import ClientError
+
+    with contextlib.suppress(ClientError):  # already moved (by a run finishing an orphan's move)
+        store.move(key, target)
