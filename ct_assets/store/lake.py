@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -80,9 +81,33 @@ def prepare_new_lake(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
 
 
+_CACHE = threading.local()  # this thread's open lake connection per cluster (attaching costs ~0.5 s)
+
+
 @contextlib.contextmanager
 def session(cluster: ClusterSettings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A lake connection whose new ids (store.sql.next_id) come from PostgreSQL counters; closed on exit."""
+    """This thread's lake connection, whose new ids (store.sql.next_id) come from PostgreSQL counters.
+
+    Kept open between uses (DuckLake reads the newest snapshot at each transaction's start, so a kept
+    connection sees every other writer's commits); dropped and closed when a block raises, so a
+    connection in an unknown state is never handed out again."""
+    cache: dict[tuple[int, ClusterSettings], tuple[duckdb.DuckDBPyConnection, list[Any]]] = getattr(
+        _CACHE, "cons", {}
+    )
+    _CACHE.cons = cache
+    key = (os.getpid(), cluster)
+    if key not in cache:
+        cache[key] = _open_session(cluster)
+    con, ids = cache[key]
+    try:
+        yield con
+    except BaseException:
+        cache.pop(key, None)
+        _close_session(con, ids)
+        raise
+
+
+def _open_session(cluster: ClusterSettings) -> tuple[duckdb.DuckDBPyConnection, list[Any]]:
     con = connect(cluster)
     ids: list[Any] = []  # the state database connection, opened at the first id
 
@@ -92,13 +117,22 @@ def session(cluster: ClusterSettings) -> Iterator[duckdb.DuckDBPyConnection]:
         return pg.reserve_ids(ids[0], name, count)
 
     register_allocator(con, allocate)
-    try:
-        yield con
-    finally:
-        register_allocator(con, None)
+    return con, ids
+
+
+def _close_session(con: duckdb.DuckDBPyConnection, ids: list[Any]) -> None:
+    register_allocator(con, None)
+    with contextlib.suppress(duckdb.Error):
         con.close()
-        for c in ids:
-            c.close()
+    for c in ids:
+        c.close()
+
+
+def close_sessions() -> None:
+    """Close this thread's kept lake connections."""
+    for con, ids in getattr(_CACHE, "cons", {}).values():
+        _close_session(con, ids)
+    _CACHE.cons = {}
 
 
 # The id columns next_id hands out, as `table.column` counters (seeded above what a table holds).

@@ -93,17 +93,12 @@ def connect_writer(
     When the block ends normally, `before_close(con)` runs on the open connection and `after_close()`
     once it is closed, both still under the writer lock (how a caller leaves a snapshot of what it
     wrote, stamped with the files as they are then; see ct_assets.core.triggers.snapshot)."""
-    with _writer(settings) as con:
-        try:
-            schema.require_current(con, where(settings))
-            evolution.reconcile(con, settings, write=True)  # the first writer adds new optional features
-            yield con
-            if before_close is not None:
-                before_close(con)
-        finally:
-            con.close()
-        if after_close is not None:
-            after_close()
+    with _writer(settings, after_close) as con:
+        schema.require_current(con, where(settings))
+        evolution.reconcile(con, settings, write=True)  # the first writer adds new optional features
+        yield con
+        if before_close is not None:
+            before_close(con)
 
 
 def where(settings: Settings) -> str:
@@ -115,18 +110,30 @@ def where(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def _writer(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An open read-write connection under the writer lock (the caller closes it; closing twice is harmless)."""
+def _writer(
+    settings: Settings, after_close: Callable[[], None] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection under the writer lock, closed on exit (cluster mode: this thread's kept
+    lake connection); when the block ends normally, `after_close()` runs still under the lock."""
     c = settings.cluster
     if c is not None:
-        with pg.writer_lock(c.state_db, settings.lock_timeout_seconds), lake.session(c) as con:
-            yield con
+        with pg.writer_lock(c.state_db, settings.lock_timeout_seconds):
+            with lake.session(c) as con:
+                yield con
+            if after_close is not None:
+                after_close()
         return
     path = settings.paths.warehouse
     if not path.exists():
         raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
     with writer_lock(path, settings.lock_timeout_seconds):
-        yield _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
+        con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
+        try:
+            yield con
+        finally:
+            con.close()
+        if after_close is not None:
+            after_close()
 
 
 @contextlib.contextmanager
@@ -210,8 +217,5 @@ def init_warehouse(settings: Settings) -> list[str]:
     if not path.exists():
         created.append(str(path))
     with _writer(settings) as con:
-        try:
-            schema.create_or_upgrade(con, settings)
-        finally:
-            con.close()
+        schema.create_or_upgrade(con, settings)
     return created
