@@ -188,3 +188,95 @@ def running_services() -> Iterator[Services]:
             stop_family(moto)
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+INGEST_SCRIPT = """
+import json, os, sys, time
+barrier = sys.argv[1]
+while not os.path.exists(barrier):
+    time.sleep(0.005)
+from ct_assets.commands.runs import run_job
+res = run_job("ingest_job", tags={"ct_assets/trigger": "test"})
+print(json.dumps({"run_id": res.run_id, "success": res.success}))
+"""
+
+
+@dataclass
+class ClusterProject:
+    """One working folder of a cluster-mode process: its own config file (the shared [cluster] table),
+    its own DAGSTER_HOME and scratch folders; nothing on disk is shared with another project."""
+
+    folder: Path
+    cluster: dict[str, str]
+    env: dict[str, str]
+
+    @classmethod
+    def make(cls, folder: Path, cluster: dict[str, str], services: Services, **tables: dict[str, Any]) -> ClusterProject:
+        from ct_assets_tests.helpers.config import CHECKOUT, small, write_config
+
+        folder.mkdir(parents=True, exist_ok=True)
+        config = write_config(folder / "config.toml", {**small(**tables), "cluster": cluster})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_ASSETS", "DAGSTER"))}
+        env.update(services.env())
+        env.update(
+            CT_ASSETS_CONFIG=str(config),
+            DAGSTER_HOME=str(folder / "dagster_home"),
+            PYTHONPATH=str(CHECKOUT),
+            TMPDIR=str(folder),
+        )
+        return cls(folder, cluster, env)
+
+    def cli(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "ct-assets"), *args],
+            cwd=self.folder, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def start_ingest(self, barrier: Path, **env: str) -> subprocess.Popen[str]:
+        """An ingest_job run (in-process, on the PostgreSQL instance) that starts when `barrier` exists."""
+        return subprocess.Popen(
+            [sys.executable, "-c", INGEST_SCRIPT, str(barrier)],
+            cwd=self.folder, env={**self.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )
+
+    @property
+    def bucket(self) -> str:
+        return self.cluster["objects"][len("s3://") :].split("/", 1)[0]
+
+    def keys(self, area: str) -> list[str]:
+        """Names of the objects in <objects>/<area>/."""
+        from ct_assets.store.objects import ObjectStore
+
+        return sorted(o.name for o in ObjectStore(self.cluster["objects"]).list(area))
+
+    def land(self, files: list[Path]) -> None:
+        """Upload files to <objects>/landing/ as a producer on another host would."""
+        from ct_assets.store.objects import ObjectStore
+
+        store = ObjectStore(self.cluster["objects"])
+        for f in files:
+            store.upload(f, store.key("landing", f.name))
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Rows of a query on the DuckLake warehouse (a fresh connection in this process)."""
+        from ct_assets.config.settings import ClusterSettings
+        from ct_assets.store import lake
+
+        con = lake.connect(ClusterSettings(**self.cluster))
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    def state(self, sql: str) -> list[tuple]:
+        """Rows of a query on the state database (claims, id counters)."""
+        import psycopg2
+
+        con = psycopg2.connect(dbname=self.cluster["state_db"], **_libpq(self.env))
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        finally:
+            con.close()
