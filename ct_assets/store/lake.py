@@ -166,3 +166,16 @@ def has_warehouse(con: duckdb.DuckDBPyConnection) -> bool:
         [ALIAS],
     ).fetchall()
     return bool(rows[0][0])
+
+
+def snapshot_id(cluster: ClusterSettings) -> int | None:
+    """The lake's newest snapshot id, read from the catalog in PostgreSQL (no DuckDB needed): every
+    commit, from any host, makes a new one."""
+    con = pg.connect(cluster.catalog_db)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT max(snapshot_id) FROM ducklake_snapshot")
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+    finally:
+        con.close()

@@ -67,14 +67,26 @@ def ensure_state(dbname: str) -> None:
         con.close()
 
 
+def writer_lock(dbname: str, timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
+    """The cluster-wide single-writer lock of the warehouse (the OS file lock's replacement)."""
+    return advisory_lock(
+        dbname, WRITER_LOCK, timeout_seconds, f"the cluster writer lock (PostgreSQL database {dbname})"
+    )
+
+
+def named_key(name: str) -> int:
+    """The advisory lock key of a named lock ("train", "predictions"), clear of WRITER_LOCK."""
+    return 16 + zlib.crc32(name.encode()) % (1 << 30)
+
+
 @contextlib.contextmanager
-def writer_lock(dbname: str, timeout_seconds: float) -> Iterator[None]:
-    """The cluster-wide single-writer lock: a session advisory lock held on its own connection for the
-    block. PostgreSQL drops it when that connection ends, however the process dies. Re-entrant within
-    a thread, like the embedded mode's file lock."""
-    held: set[str] = getattr(_LOCAL, "held", set())
+def advisory_lock(dbname: str, key: int, timeout_seconds: float, what: str) -> Iterator[None]:
+    """A session advisory lock held on its own connection for the block, waiting up to
+    `timeout_seconds`. PostgreSQL drops it when that connection ends, however the process dies.
+    Re-entrant within a thread, like the embedded mode's file locks."""
+    held: set[tuple[str, int]] = getattr(_LOCAL, "held", set())
     _LOCAL.held = held
-    if dbname in held:
+    if (dbname, key) in held:
         yield
         return
     con = connect(dbname)
@@ -82,20 +94,19 @@ def writer_lock(dbname: str, timeout_seconds: float) -> Iterator[None]:
         deadline = time.monotonic() + timeout_seconds
         with con.cursor() as cur:
             while True:
-                cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, WRITER_LOCK))
+                cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, key))
                 if cur.fetchone()[0]:
                     break
                 if time.monotonic() >= deadline:
                     raise WarehouseBusy(
-                        f"the cluster writer lock (PostgreSQL database {dbname}) is held by another process; "
-                        f"gave up after {timeout_seconds:.0f} s"
+                        f"{what} is held by another process; gave up after {timeout_seconds:.0f} s"
                     )
                 time.sleep(0.05)
-        held.add(dbname)
+        held.add((dbname, key))
         try:
             yield
         finally:
-            held.discard(dbname)
+            held.discard((dbname, key))
     finally:
         con.close()  # releases the advisory lock
 

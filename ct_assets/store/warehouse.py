@@ -81,6 +81,20 @@ def writer_lock(warehouse: Path, timeout_seconds: float) -> contextlib.AbstractC
     )
 
 
+def named_lock(
+    settings: Settings, name: str, timeout_seconds: float, what: str
+) -> contextlib.AbstractContextManager[None]:
+    """A lock beside the warehouse ("train", "predictions"): the file `<warehouse>.<name>.lock`, or in
+    cluster mode a PostgreSQL advisory lock, cluster-wide (CLI runs executed in-process bypass the run
+    queue; these locks do not)."""
+    if settings.cluster is not None:
+        return pg.advisory_lock(
+            settings.cluster.state_db, pg.named_key(name), timeout_seconds, f"{what} (cluster-wide)"
+        )
+    path = settings.paths.warehouse
+    return file_lock(path.with_name(f"{path.name}.{name}.lock"), timeout_seconds, what)
+
+
 @contextlib.contextmanager
 def connect_writer(
     settings: Settings,
