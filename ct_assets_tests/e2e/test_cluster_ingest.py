@@ -34,9 +34,13 @@ def _ingested(project: ClusterProject) -> list[tuple]:
     )
 
 
-def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(tmp_path: Path, cluster_services: Services) -> None:
+def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(
+    tmp_path: Path, cluster_services: Services
+) -> None:
     cluster = cluster_services.fresh()
-    a, b, producer = (_project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer"))
+    a, b, producer = (
+        _project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer")
+    )
     init = a.cli("init")
     assert init.returncode == 0, init.stderr
     files = _simulated(producer, 20, 1500, seed=3)
@@ -62,14 +66,18 @@ def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(tmp_path: Path, c
     assert ids[0] == ids[1] and ids[2] == 20  # ids from PostgreSQL counters: none handed out twice
     assert a.keys("landing") == [] and a.keys("archive") == [f.name for f in files]
     assert a.state("SELECT state, count(*) FROM ingest_claims GROUP BY 1") == [("done", 20)]
-    print(f"20 files, {total[0]} rows, 2 runs at once: {seconds:.1f} s; files per run {sorted(n for _, n in by_run)}")
+    print(
+        f"20 files, {total[0]} rows, 2 runs at once: {seconds:.1f} s; files per run {sorted(n for _, n in by_run)}"
+    )
 
 
 def test_a_run_killed_mid_ingest_loses_nothing_and_the_next_run_succeeds(
     tmp_path: Path, cluster_services: Services
 ) -> None:
     cluster = cluster_services.fresh()
-    a, b, producer = (_project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer"))
+    a, b, producer = (
+        _project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer")
+    )
     assert a.cli("init").returncode == 0
     files = _simulated(producer, 4, 1500, seed=5)
     producer.land(files)

@@ -211,7 +211,9 @@ class ClusterProject:
     env: dict[str, str]
 
     @classmethod
-    def make(cls, folder: Path, cluster: dict[str, str], services: Services, **tables: dict[str, Any]) -> ClusterProject:
+    def make(
+        cls, folder: Path, cluster: dict[str, str], services: Services, **tables: dict[str, Any]
+    ) -> ClusterProject:
         from ct_assets_tests.helpers.config import CHECKOUT, small, write_config
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -229,15 +231,23 @@ class ClusterProject:
     def cli(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(Path(sys.executable).parent / "ct-assets"), *args],
-            cwd=self.folder, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout,
+            cwd=self.folder,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def start_ingest(self, barrier: Path, **env: str) -> subprocess.Popen[str]:
         """An ingest_job run (in-process, on the PostgreSQL instance) that starts when `barrier` exists."""
         return subprocess.Popen(
             [sys.executable, "-c", INGEST_SCRIPT, str(barrier)],
-            cwd=self.folder, env={**self.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+            cwd=self.folder,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
     @property
