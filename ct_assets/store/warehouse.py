@@ -230,6 +230,10 @@ def init_warehouse(settings: Settings) -> list[str]:
     path = settings.paths.warehouse
     if not path.exists():
         created.append(str(path))
-    with _writer(settings) as con:
-        schema.create_or_upgrade(con, settings)
+    with writer_lock(path, settings.lock_timeout_seconds):
+        con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
+        try:
+            schema.create_or_upgrade(con, settings)
+        finally:
+            con.close()
     return created

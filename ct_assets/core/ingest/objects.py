@@ -93,7 +93,8 @@ def _one(
         local.unlink(missing_ok=True)
         return None
     if won == claims.DONE:
-        return _finish_orphan(store, state, obj, file_hash, local)
+        _finish_orphan(store, state, obj, file_hash, local)
+        return None
     lf = landing.LandedFile(local, obj.size, stamp)
     try:
         return ingest_one(settings, lf, run_id, now, ingested, _outlet(settings, store, obj, run_id))
@@ -111,7 +112,6 @@ def _finish_orphan(store: ObjectStore, state: object, obj: StoredObject, file_ha
     if holder is not None and not pg.run_is_alive(state, holder[0]):
         target = _free_key(store, ARCHIVE, obj.name, file_hash[:12])
         _move(store, obj.key, target)
-    return None
 
 
 def _outlet(settings: Settings, store: ObjectStore, obj: StoredObject, run_id: str) -> Outlet:
