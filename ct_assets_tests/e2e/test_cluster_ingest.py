@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets_tests.helpers.cluster import ClusterProject, Services, cluster_extra_missing
+from ct_assets_tests.helpers.cluster import ClusterProject, Services, cluster_extra_missing, wait_ready
 
 pytestmark = [
     pytest.mark.cluster,
@@ -48,7 +48,7 @@ def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(
     producer.land(files)
     barrier = tmp_path / "go"
     runs = [p.start_ingest(barrier) for p in (a, b)]
-    time.sleep(4)  # both processes have imported ct_assets and wait on the barrier
+    wait_ready(barrier, runs)  # both have loaded ct_assets and wait
     started = time.perf_counter()
     barrier.touch()
     outs = [r.communicate(timeout=300) for r in runs]

@@ -192,10 +192,12 @@ def running_services() -> Iterator[Services]:
 
 INGEST_SCRIPT = """
 import json, os, sys, time
+from ct_assets.commands.runs import run_job
+import ct_assets.definitions, ct_assets.core.ingest.quality, great_expectations  # loaded before the start
 barrier = sys.argv[1]
+open(f"{barrier}.ready.{os.getpid()}", "w").close()
 while not os.path.exists(barrier):
     time.sleep(0.005)
-from ct_assets.commands.runs import run_job
 res = run_job("ingest_job", tags={"ct_assets/trigger": "test"})
 print(json.dumps({"run_id": res.run_id, "success": res.success}))
 """
@@ -239,7 +241,8 @@ class ClusterProject:
         )
 
     def start_ingest(self, barrier: Path, **env: str) -> subprocess.Popen[str]:
-        """An ingest_job run (in-process, on the PostgreSQL instance) that starts when `barrier` exists."""
+        """An ingest_job run (in-process, on the PostgreSQL instance) that starts when `barrier` exists,
+        its modules loaded before (it leaves `<barrier>.ready.<pid>` then)."""
         return subprocess.Popen(
             [sys.executable, "-c", INGEST_SCRIPT, str(barrier)],
             cwd=self.folder,
@@ -290,3 +293,17 @@ class ClusterProject:
                 return cur.fetchall()
         finally:
             con.close()
+
+
+def wait_ready(barrier: Path, procs: list[subprocess.Popen[str]], timeout: float = 120) -> None:
+    """Wait until every process started by start_ingest has loaded its modules and waits on `barrier`."""
+    deadline = time.monotonic() + timeout
+    while not all(Path(f"{barrier}.ready.{p.pid}").exists() for p in procs):
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(
+                    f"ingest process exited early ({p.returncode}): {p.communicate()[1][-3000:]}"
+                )
+        if time.monotonic() > deadline:
+            raise AssertionError("ingest processes not ready in time")
+        time.sleep(0.05)
