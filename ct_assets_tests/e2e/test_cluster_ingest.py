@@ -27,6 +27,15 @@ def _project(tmp_path: Path, services: Services, name: str, cluster: dict[str, s
     return ClusterProject.make(tmp_path / name, cluster, services)
 
 
+def _three_hosts(tmp_path: Path, services: Services) -> tuple[ClusterProject, ...]:
+    """Two ingest hosts and a producer, on fresh databases and a fresh bucket; the warehouse made."""
+    cluster = services.fresh()
+    hosts = tuple(_project(tmp_path, services, n, cluster) for n in ("host_a", "host_b", "producer"))
+    init = hosts[0].cli("init")
+    assert init.returncode == 0, init.stderr
+    return hosts
+
+
 def _ingested(project: ClusterProject) -> list[tuple]:
     return project.query(
         "SELECT file_name, count(*), count(DISTINCT run_id), sum(rows) FROM ingest_log "
@@ -37,12 +46,7 @@ def _ingested(project: ClusterProject) -> list[tuple]:
 def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(
     tmp_path: Path, cluster_services: Services
 ) -> None:
-    cluster = cluster_services.fresh()
-    a, b, producer = (
-        _project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer")
-    )
-    init = a.cli("init")
-    assert init.returncode == 0, init.stderr
+    a, b, producer = _three_hosts(tmp_path, cluster_services)
     files = _simulated(producer, 20, 1500, seed=3)
     assert len(files) == 20
     producer.land(files)
@@ -74,11 +78,7 @@ def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(
 def test_a_run_killed_mid_ingest_loses_nothing_and_the_next_run_succeeds(
     tmp_path: Path, cluster_services: Services
 ) -> None:
-    cluster = cluster_services.fresh()
-    a, b, producer = (
-        _project(tmp_path, cluster_services, n, cluster) for n in ("host_a", "host_b", "producer")
-    )
-    assert a.cli("init").returncode == 0
+    a, b, producer = _three_hosts(tmp_path, cluster_services)
     files = _simulated(producer, 4, 1500, seed=5)
     producer.land(files)
     barrier = tmp_path / "go"
@@ -108,3 +108,21 @@ def test_a_run_killed_mid_ingest_loses_nothing_and_the_next_run_succeeds(
     assert a.state("SELECT state, count(*), sum(takeovers) FROM ingest_claims GROUP BY 1") == [("done", 4, 1)]
     total = a.query("SELECT count(*), count(DISTINCT row_id) FROM raw_deltas")[0]
     assert total[0] == total[1] == sum(r[3] for r in rows)
+
+
+def test_the_landing_sensor_sees_ready_objects_only(tmp_path: Path, cluster_services: Services) -> None:
+    from ct_assets.config import load_settings
+    from ct_assets.core.ingest.pending import has_landed, landed
+    from ct_assets.store.objects import ObjectStore
+
+    cluster = cluster_services.fresh()
+    a = _project(tmp_path, cluster_services, "host_a", cluster)
+    settings = load_settings(a.env["CT_ASSETS_CONFIG"])
+    assert not has_landed(settings)
+    store = ObjectStore(cluster["objects"])
+    (tmp_path / "f").write_text("x")
+    for name in ("b.parquet", "a.csv", "c.parquet.part", ".d.parquet", "sub/e.parquet"):
+        store.upload(tmp_path / "f", store.key("landing", name))
+    where, files = landed(settings)
+    assert where == cluster["objects"] + "/landing/" and has_landed(settings)
+    assert sorted(f.split("|")[0] for f in files) == ["a.csv", "b.parquet"]
