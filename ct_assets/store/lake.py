@@ -21,8 +21,9 @@ import duckdb
 from ct_assets.config.settings import ClusterSettings
 from ct_assets.errors import ConfigError
 from ct_assets.store import lake_extensions, pg
-from ct_assets.store.sql import LAKE_ALIAS as ALIAS
 from ct_assets.store.sql import register_allocator
+
+ALIAS = "wh"  # the catalog the lake is attached as (and made the default)
 
 
 def _sql_text(value: str) -> str:

@@ -7,7 +7,6 @@ from typing import Any
 
 import duckdb
 
-LAKE_ALIAS = "wh"  # the catalog a DuckLake warehouse is attached as (store.lake)
 # Id allocators of cluster-mode connections (store.warehouse registers one per DuckLake connection):
 # allocator(counter name, how many) -> the first of that many fresh ids, from PostgreSQL.
 _ALLOCATORS: dict[int, Callable[[str, int], int]] = {}
@@ -49,8 +48,9 @@ def register_allocator(con: duckdb.DuckDBPyConnection, allocate: Callable[[str, 
 
 
 def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether `con` works on a DuckLake warehouse (cluster mode)."""
-    return fetch_value(con, "SELECT current_database()") == LAKE_ALIAS
+    """Whether `con` works on a DuckLake warehouse (cluster mode), whatever the database is called."""
+    kind = fetch_value(con, "SELECT type FROM duckdb_databases() WHERE database_name = current_database()")
+    return kind == "ducklake"
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str, *, keep: bool = False) -> None:
