@@ -76,8 +76,11 @@ def test_two_runs_at_once_ingest_each_of_20_files_exactly_once(
 
 
 def test_a_run_killed_mid_ingest_loses_nothing_and_the_next_run_succeeds(
-    tmp_path: Path, cluster_services: Services
+    tmp_path: Path, cluster_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ct_assets.config import load_settings
+    from ct_assets.core.ingest.objects import ingest_landed_objects
+
     a, b, producer = _three_hosts(tmp_path, cluster_services)
     files = _simulated(producer, 4, 1500, seed=5)
     producer.land(files)
@@ -108,6 +111,16 @@ def test_a_run_killed_mid_ingest_loses_nothing_and_the_next_run_succeeds(
     assert a.state("SELECT state, count(*), sum(takeovers) FROM ingest_claims GROUP BY 1") == [("done", 4, 1)]
     total = a.query("SELECT count(*), count(DISTINCT row_id) FROM raw_deltas")[0]
     assert total[0] == total[1] == sum(r[3] for r in rows)
+
+    # The same content landed again under another name: logged as a duplicate and archived, as embedded.
+    again = tmp_path / "again.parquet"
+    again.write_bytes(files[0].read_bytes())
+    producer.land([again])
+    monkeypatch.chdir(b.folder)
+    report = ingest_landed_objects(load_settings(b.env["CT_ASSETS_CONFIG"]), run_id="again")
+    assert [(f.name, f.status) for f in report.files] == [("again.parquet", "duplicate")]
+    assert a.keys("landing") == [] and "again.parquet" in a.keys("archive")
+    assert len(_ingested(a)) == 4
 
 
 def test_the_landing_sensor_sees_ready_objects_only(tmp_path: Path, cluster_services: Services) -> None:

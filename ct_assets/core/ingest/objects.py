@@ -89,32 +89,44 @@ def _one(
     os.utime(local, (stamp, stamp))
     file_hash = file_sha256(local)
     won = claims.claim(state, file_hash, obj.name, run_id)
+    fenced = True
+    if won == claims.DONE:
+        holder = claims.holder(state, file_hash)
+        if holder is not None and holder[0] != run_id and pg.run_is_alive(state, holder[0]):
+            won = claims.HELD  # its holder is about to move it
+        elif _finish_move(settings, store, obj, file_hash):
+            won = claims.HELD  # done here: the dead holder's object is where it logged it
+        else:
+            fenced = False  # the same content again: logged as a duplicate, as in the embedded mode
     if won == claims.HELD:
         local.unlink(missing_ok=True)
         return None
-    if won == claims.DONE:
-        _finish_orphan(store, state, obj, file_hash, local)
-        return None
     lf = landing.LandedFile(local, obj.size, stamp)
     try:
-        return ingest_one(settings, lf, run_id, now, ingested, _outlet(settings, store, obj, run_id))
+        return ingest_one(settings, lf, run_id, now, ingested, _outlet(settings, store, obj, run_id, fenced))
     except claims.LostClaim:
         return None
     finally:
         local.unlink(missing_ok=True)
 
 
-def _finish_orphan(store: ObjectStore, state: object, obj: StoredObject, file_hash: str, local: Path) -> None:
-    """The file's claim is done but the object is still in landing: the run that committed it died
-    before the move (or is about to move it). When that run is gone, finish its move to the archive."""
-    local.unlink(missing_ok=True)
-    holder = claims.holder(state, file_hash)
-    if holder is not None and not pg.run_is_alive(state, holder[0]):
-        target = _free_key(store, ARCHIVE, obj.name, file_hash[:12])
-        _move(store, obj.key, target)
+def _finish_move(settings: Settings, store: ObjectStore, obj: StoredObject, file_hash: str) -> bool:
+    """When the run that committed this very object died before moving it (its ingest_log row names
+    the object and a target not yet there), move it there now and return True."""
+    with connect_reader(settings, wait_seconds=30) as con:
+        rows = con.execute(
+            "SELECT stored_as FROM ingest_log WHERE file_hash = ? AND file_name = ? ORDER BY entry_id",
+            [file_hash, obj.name],
+        ).fetchall()
+    prefix = f"s3://{store.bucket}/"
+    for (stored_as,) in rows:
+        if stored_as and stored_as.startswith(prefix) and not store.exists(stored_as[len(prefix) :]):
+            _move(store, obj.key, stored_as[len(prefix) :])
+            return True
+    return False
 
 
-def _outlet(settings: Settings, store: ObjectStore, obj: StoredObject, run_id: str) -> Outlet:
+def _outlet(settings: Settings, store: ObjectStore, obj: StoredObject, run_id: str, fenced: bool) -> Outlet:
     assert settings.cluster is not None
     state_db = settings.cluster.state_db
 
@@ -131,6 +143,8 @@ def _outlet(settings: Settings, store: ObjectStore, obj: StoredObject, run_id: s
             body.unlink(missing_ok=True)
         _move(store, obj.key, key)
 
+    if not fenced:
+        return Outlet(target, finish)
     return Outlet(target, finish, lambda result: claims.fence(state_db, result.file_hash, run_id))
 
 
