@@ -129,13 +129,6 @@ def _close_session(con: duckdb.DuckDBPyConnection, ids: list[Any]) -> None:
         c.close()
 
 
-def close_sessions() -> None:
-    """Close this thread's kept lake connections."""
-    for con, ids in getattr(_CACHE, "cons", {}).values():
-        _close_session(con, ids)
-    _CACHE.cons = {}
-
-
 # The id columns next_id hands out, as `table.column` counters (seeded above what a table holds).
 ID_COUNTERS = (
     ("ingest_log", "entry_id"),
