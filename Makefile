@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench contract clean
+.PHONY: setup demo test test-fast lint bench contract clean cluster-setup test-cluster
 
 $(STAMP): pyproject.toml setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,26 @@ bench: $(STAMP)
 contract: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python ../shared/acceptance/cli_contract.py .
 
+## Cluster mode (docs/scale_out.md) in its own venv: DuckDB 1.5.5 with the DuckLake, postgres and httpfs
+## extensions (installed from their wheels into .venv-cluster/duckdb_extensions), dagster-postgres, Dask.
+## Editable like .venv, so the tests and the worker processes run this checkout's code; a worker host
+## installs `pip install '.[cluster]'` instead. The embedded .venv is not touched.
+CLUSTER_VENV ?= .venv-cluster
+CBIN := $(CLUSTER_VENV)/bin
+CSTAMP := $(CLUSTER_VENV)/.installed
+
+$(CSTAMP): pyproject.toml setup.cfg
+	$(PYTHON) -m venv $(CLUSTER_VENV)
+	$(CBIN)/pip install --quiet --upgrade pip
+	$(CBIN)/pip install --quiet -e '.[dev,cluster]'
+	$(CBIN)/python -m ct_assets.store.lake_extensions
+	touch $(CSTAMP)
+
+cluster-setup: $(CSTAMP)
+
+## The cluster-mode tests (real PostgreSQL and a real moto S3 server on 127.0.0.1), in .venv-cluster.
+test-cluster: $(CSTAMP)
+	$(CBIN)/pytest -q -m cluster ct_assets_tests
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(CLUSTER_VENV) .pytest_cache .ruff_cache .mypy_cache

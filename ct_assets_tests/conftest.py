@@ -68,3 +68,12 @@ def instance(project: Path) -> Iterator[Any]:
 
     with dg.instance_for_test(temp_dir=os.environ["DAGSTER_HOME"]) as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def cluster_services() -> Iterator[Any]:
+    """PostgreSQL and moto's S3 server on loopback, for the whole session (tests marked `cluster`)."""
+    from ct_assets_tests.helpers.cluster import running_services
+
+    with running_services() as services:
+        yield services

@@ -37,14 +37,14 @@ def _settings():
 
 def cmd_init(args: argparse.Namespace) -> int:
     from ct_assets.defs.instance import ensure_dagster_home
-    from ct_assets.store.warehouse import init_warehouse
+    from ct_assets.store.warehouse import init_warehouse, where
 
     s = _settings()
     created = init_warehouse(s)
-    home = ensure_dagster_home()
+    home = ensure_dagster_home(s.cluster.dagster_db if s.cluster else None)
     for path in created:
         print(f"created {path}")
-    print(f"warehouse ready: {s.paths.warehouse} (config: {s.source}); DAGSTER_HOME={home}")
+    print(f"warehouse ready: {where(s)} (config: {s.source}); DAGSTER_HOME={home}")
     return 0
 
 

@@ -8,7 +8,7 @@ from ct_assets.common.clock import utc_now
 from ct_assets.common.run_processes import dead_markers, ensure_dagster_home
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
-from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.pending import has_landed
 from ct_assets.core.triggers.decision import retrain_decision
 from ct_assets.defs.constants import CT_SELECTION, TRIGGER_TAG
 from ct_assets.errors import DataError
@@ -49,7 +49,7 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
         "runs": {},
     }
     check_config(settings)
-    _recover_dead_runs()
+    _recover_dead_runs(settings)
     _ingest(settings, out)
     out["ingest_seconds"] = round(time.perf_counter() - started, 3)
     with connect_reader(settings, wait_seconds=30) as con:
@@ -68,11 +68,11 @@ def run_cycle(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     return out
 
 
-def _recover_dead_runs() -> None:
+def _recover_dead_runs(settings: Settings) -> None:
     """Runs a killed process left STARTED are failed, whether or not this cycle starts one. Dagster (a
     second or more to import and load) is needed for that only when a process that executed runs here is
     gone; a cycle with nothing to do then never loads it."""
-    if dead_markers(ensure_dagster_home()):
+    if dead_markers(ensure_dagster_home(settings.cluster.dagster_db if settings.cluster else None)):
         from ct_assets.commands.runs import recover
 
         recover()
@@ -80,7 +80,7 @@ def _recover_dead_runs() -> None:
 
 def _ingest(settings: Settings, out: dict[str, Any]) -> None:
     """An ingest run when ready files wait in the landing folder; its file counts go into `out`."""
-    if not landing.ready_entries(settings.paths.landing):
+    if not has_landed(settings):
         return
     from ct_assets.commands.runs import failure_message, require_success, run_job
 

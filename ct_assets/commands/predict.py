@@ -9,6 +9,7 @@ from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.predictions.files import FileScores, check_paths, default_out, score_file
 from ct_assets.errors import RegistryError
 from ct_assets.store.warehouse import connect_reader
@@ -20,13 +21,15 @@ def run_predict(settings: Settings, file: Path, out: Path | None, version: str |
     """Score `file` with the champion (or `version`) into `out` (default: beside the file)."""
     target = out or default_out(file)
     check_paths(settings, file, target)  # a missing file is named before anything else is opened
-    model = lgbm.load_version(settings.paths.models, _version(settings, version))
+    model = shared.load(settings, _version(settings, version))
     return score_file(settings, file, model, target, utc_now())
 
 
 def _version(settings: Settings, version: str | None) -> str:
     """The version asked for, if the models folder holds it; else the champion."""
     if version is not None:
+        if settings.cluster is not None:
+            shared.fetch(settings, version)
         if not lgbm.model_dir(settings.paths.models, version).is_dir():
             raise RegistryError(
                 f"no model {version} in {settings.paths.models} (`ct-assets registry list` shows the versions)"

@@ -20,8 +20,9 @@ DEFAULT_DAGSTER_HOME = "data/dagster"
 MARKERS = "ct_assets_run_processes"
 
 
-def ensure_dagster_home() -> Path:
-    """Make DAGSTER_HOME absolute (default: ./data/dagster) and give it the instance config we ship."""
+def ensure_dagster_home(dagster_db: str | None = None) -> Path:
+    """Make DAGSTER_HOME absolute (default: ./data/dagster) and give it the instance config we ship;
+    with `dagster_db` (cluster mode, [cluster] dagster_db), its storage in that PostgreSQL database."""
     raw = os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME
     home = Path(raw).expanduser()
     if not home.is_absolute():
@@ -30,8 +31,22 @@ def ensure_dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text())
+        text = resources.files("ct_assets").joinpath("dagster_instance.yaml").read_text()
+        config.write_text(text + (postgres_storage_yaml(dagster_db) if dagster_db else ""))
     return home
+
+
+def postgres_storage_yaml(dagster_db: str) -> str:
+    """The instance's storage in PostgreSQL (dagster-postgres), the connection from libpq's variables,
+    which Dagster resolves in every process (run workers and Dask workers included). The scheme is
+    required: SQLAlchemy 2 would otherwise pick psycopg 3, which dagster-postgres cannot use."""
+    fields = {"username": "PGUSER", "password": "PGPASSWORD", "hostname": "PGHOST", "port": "PGPORT"}
+    lines = "".join(f"      {k}: {{env: {v}}}\n" for k, v in fields.items())
+    return (
+        "# Cluster mode ([cluster] dagster_db): runs, events and schedules in PostgreSQL.\n"
+        f"storage:\n  postgres:\n    postgres_db:\n{lines}      db_name: {dagster_db}\n"
+        "      scheme: postgresql+psycopg2\n"
+    )
 
 
 def markers_home(root_directory: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ct_assets.config.cluster import parse_cluster
 from ct_assets.config.reader import TableReader, check_identifier, one_line
 from ct_assets.config.settings import (
     METRICS,
@@ -79,6 +80,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         ingest_chunk_rows=ingest.integer("chunk_rows", lo=1000),
         holdback=holdback,
         predictions=predictions,
+        cluster=parse_cluster(top.table.get("cluster"), source),
     )
 
 
@@ -99,6 +101,7 @@ TOP_KEYS = {
     "guardrails",
     "holdback",
     "predictions",
+    "cluster",
 }
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
 COLUMN_KEYS = {

@@ -135,6 +135,21 @@ class FreshnessSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """[cluster] (ct_assets.config.cluster): where the shared warehouse, objects and databases are."""
+
+    objects: str  # s3://bucket/prefix: landing/, quarantine/, archive/, models/, reports/, state/ below it
+    data_path: str  # DuckLake data files: s3://bucket/prefix/ or a folder every host mounts
+    catalog_db: str = "ct_catalog"  # PostgreSQL database of the DuckLake catalog
+    state_db: str = "ct_state"  # PostgreSQL database of the file claims, id counters and locks
+    dagster_db: str = "ct_dagster"  # PostgreSQL database of the Dagster instance
+
+    def object_uri(self, area: str, name: str = "") -> str:
+        """s3://bucket/prefix/<area>/<name>."""
+        return f"{self.objects.rstrip('/')}/{area}/{name}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective configuration: defaults merged with the user's file."""
 
@@ -157,6 +172,7 @@ class Settings:
     ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
     holdback: HoldbackSettings = field(default_factory=HoldbackSettings)
     predictions: PredictionSettings = field(default_factory=PredictionSettings)
+    cluster: ClusterSettings | None = None  # [cluster]: None in the embedded mode
 
     @property
     def min_new_rows(self) -> int:

@@ -7,6 +7,9 @@ from typing import Any
 import dagster as dg
 
 from ct_assets.config import Settings, load_settings
+from ct_assets.store.objects import ObjectStore
+
+HANDOFF = "state/handoff"  # cluster mode: under [cluster] objects
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -27,25 +30,37 @@ class HandoffIOManager(dg.ConfigurableIOManager):
 
     Each asset stores its own data (DuckDB tables, model files); what travels along an edge of the
     graph is a JSON file `<state>/handoff/<asset>.json`, written atomically. Nothing is pickled.
+    In cluster mode the file is the object `<objects>/state/handoff/<asset>.json`, so that steps on
+    different hosts (Dask workers) hand off to each other.
     """
 
     settings: dg.ResourceDependency[SettingsResource]
 
-    def _path(self, asset_key: dg.AssetKey) -> Any:
-        state = self.settings.load().paths.state / "handoff"
-        return state / ("__".join(asset_key.path) + ".json")
+    def _name(self, asset_key: dg.AssetKey) -> str:
+        return "__".join(asset_key.path) + ".json"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        path = self._path(context.asset_key)
+        s = self.settings.load()
+        text = json.dumps({"run_id": context.run_id, "value": obj}, indent=2, default=str)
+        if s.cluster is not None:
+            store = ObjectStore(s.cluster.objects)
+            store.put(store.key(HANDOFF, self._name(context.asset_key)), text.encode())
+            return
+        path = s.paths.state / "handoff" / self._name(context.asset_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"run_id": context.run_id, "value": obj}, indent=2, default=str))
+        tmp.write_text(text)
         os.replace(tmp, path)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context.asset_key)
+        s = self.settings.load()
+        if s.cluster is not None:
+            store = ObjectStore(s.cluster.objects)
+            body = store.get(store.key(HANDOFF, self._name(context.asset_key)))
+            return None if body is None else json.loads(body)["value"]
+        path = s.paths.state / "handoff" / self._name(context.asset_key)
         if not path.exists():
             return None
         return json.loads(path.read_text())["value"]

@@ -8,7 +8,7 @@ import dagster as dg
 
 from ct_assets.common.clock import utc_now
 from ct_assets.core import alerts
-from ct_assets.core.ingest import landing
+from ct_assets.core.ingest.pending import landed
 from ct_assets.core.triggers.decision import decide
 from ct_assets.core.triggers.snapshot import load_trigger_inputs
 from ct_assets.defs.constants import BATCH_TAG, CT_SELECTION, SENSOR_INTERVAL_ENV, TRIGGER_TAG
@@ -60,12 +60,10 @@ def _in_flight(context: dg.SensorEvaluationContext, job_name: str) -> int:
 def landing_tick(context: dg.SensorEvaluationContext, settings: SettingsResource):
     """New ready files in the landing folder -> one ingest run (not while one is already in flight)."""
     s = settings.load()
-    files = landing.ready_entries(s.paths.landing)  # ready-named symlinks too: ingest quarantines them
+    where, files = landed(s)
     if not files:
-        return dg.SkipReason(f"no ready files in {s.paths.landing}")
-    signature = hashlib.sha256("\n".join(f"{f.name}|{f.size}|{f.mtime}" for f in files).encode()).hexdigest()[
-        :16
-    ]
+        return dg.SkipReason(f"no ready files in {where}")
+    signature = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     cursor = _cursor(context)
     if _in_flight(context, ingest_job.name):
         return dg.SkipReason(f"{len(files)} ready file(s) wait for the ingest run in flight")

@@ -26,7 +26,7 @@ from ct_assets.config.settings import Settings
 from ct_assets.errors import ConfigError
 from ct_assets.store.columns import raw_delta_columns
 from ct_assets.store.hashing import row_hash_sql
-from ct_assets.store.sql import fetch_value, next_id, quote
+from ct_assets.store.sql import fetch_value, next_id, quote, set_meta
 
 ROLES = ("event_time", "row_id", "label", "exploration")
 KIND_OF_TYPE = {"DOUBLE": "numeric", "VARCHAR": "categorical"}
@@ -55,10 +55,7 @@ def _meta(con: duckdb.DuckDBPyConnection, key: str) -> Any:
 
 
 def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
-    con.execute(
-        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [key, json.dumps(value)],
-    )
+    set_meta(con, key, json.dumps(value))
 
 
 def adopt(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
@@ -164,7 +161,7 @@ def _apply(
         for name, sql_type in added:
             for table in ("raw_deltas", "golden_rows"):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {sql_type}")
-        first = next_id(con, "schema_changes", "change_id")
+        first = next_id(con, "schema_changes", "change_id", len(changes))
         for i, (change, name, sql_type) in enumerate(changes):
             con.execute(
                 "INSERT INTO schema_changes VALUES (?, now(), ?, ?, ?, ?)",

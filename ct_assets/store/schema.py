@@ -3,6 +3,7 @@ schema check that refuses a config the warehouse cannot follow (store.evolution 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -12,14 +13,15 @@ from ct_assets.errors import WarehouseMissing
 from ct_assets.store import evolution
 from ct_assets.store.columns import raw_delta_columns, row_key
 from ct_assets.store.hashing import key_hash_sql, row_hash_sql
-from ct_assets.store.sql import quote
+from ct_assets.store.sql import fetch_value, is_lake, quote, set_meta
 
 __all__ = ["SCHEMA_VERSION", "content_columns", "raw_delta_columns", "reserve_sql", "row_key"]
 
+_KEY = re.compile(r"\s+PRIMARY KEY", re.IGNORECASE)
 SCHEMA_VERSION = 5  # 5: label_events, schema_changes, per-batch hash columns, the predictions table
 
 
-def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def require_current(con: duckdb.DuckDBPyConnection, path: Path | str) -> None:
     try:
         rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
     except duckdb.CatalogException:
@@ -193,19 +195,17 @@ def check_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 def create_or_upgrade(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Create the tables that are missing, apply the upgrades, check the columns, stamp the version."""
+    lake = is_lake(con)
     for stmt in _ddl(settings):
-        con.execute(stmt)
+        con.execute(_KEY.sub("", stmt) if lake else stmt)  # DuckLake has no PRIMARY KEY
     _upgrade_golden_versions(con)
     for stmt in UPGRADES:
         con.execute(stmt)
     evolution.adopt(con, settings)  # before any change: the columns existing batches were hashed over
     evolution.reconcile(con, settings, write=True)
     _fill_reserve(con, settings)
-    con.execute(
-        "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [str(SCHEMA_VERSION)],
-    )
-    con.execute("INSERT INTO meta VALUES ('created_at', CAST(now() AS VARCHAR)) ON CONFLICT (key) DO NOTHING")
+    set_meta(con, "schema_version", str(SCHEMA_VERSION))
+    set_meta(con, "created_at", str(fetch_value(con, "SELECT CAST(now() AS VARCHAR)")), keep=True)
 
 
 def reserve_sql(settings: Settings, alias: str = "") -> str:

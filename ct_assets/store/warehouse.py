@@ -5,6 +5,10 @@ writer holds it, and a reader holding it makes writers fail. So writers first ta
 beside the warehouse (released by the kernel when the process dies, so a killed process cannot leave
 it held), then retry the DuckDB open for the few milliseconds a reader (the sensors, `status`) may
 hold it. Readers never wait long: they raise WarehouseBusy and the caller skips or retries.
+
+Cluster mode ([cluster], store.lake): the same connections on a DuckLake, the OS file lock replaced by
+a PostgreSQL advisory lock (store.pg.writer_lock), which PostgreSQL drops with a dead holder's socket.
+Readers take no lock: a DuckLake reader sees the last committed snapshot.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import duckdb
 
 from ct_assets.config import Settings
 from ct_assets.errors import WarehouseBusy, WarehouseMissing
-from ct_assets.store import evolution, schema
+from ct_assets.store import evolution, lake, pg, schema
 
 _LOCAL = threading.local()  # per-thread re-entrancy of the file locks
 
@@ -77,6 +81,20 @@ def writer_lock(warehouse: Path, timeout_seconds: float) -> contextlib.AbstractC
     )
 
 
+def named_lock(
+    settings: Settings, name: str, timeout_seconds: float, what: str
+) -> contextlib.AbstractContextManager[None]:
+    """A lock beside the warehouse ("train", "predictions"): the file `<warehouse>.<name>.lock`, or in
+    cluster mode a PostgreSQL advisory lock, cluster-wide (CLI runs executed in-process bypass the run
+    queue; these locks do not)."""
+    if settings.cluster is not None:
+        return pg.advisory_lock(
+            settings.cluster.state_db, pg.named_key(name), timeout_seconds, f"{what} (cluster-wide)"
+        )
+    path = settings.paths.warehouse
+    return file_lock(path.with_name(f"{path.name}.{name}.lock"), timeout_seconds, what)
+
+
 @contextlib.contextmanager
 def connect_writer(
     settings: Settings,
@@ -89,17 +107,43 @@ def connect_writer(
     When the block ends normally, `before_close(con)` runs on the open connection and `after_close()`
     once it is closed, both still under the writer lock (how a caller leaves a snapshot of what it
     wrote, stamped with the files as they are then; see ct_assets.core.triggers.snapshot)."""
+    with _writer(settings, after_close) as con:
+        schema.require_current(con, where(settings))
+        evolution.reconcile(con, settings, write=True)  # the first writer adds new optional features
+        yield con
+        if before_close is not None:
+            before_close(con)
+
+
+def where(settings: Settings) -> str:
+    """The warehouse as people know it: its file, or the DuckLake catalog and data path."""
+    c = settings.cluster
+    if c is None:
+        return str(settings.paths.warehouse)
+    return f"DuckLake {c.catalog_db} ({c.data_path})"
+
+
+@contextlib.contextmanager
+def _writer(
+    settings: Settings, after_close: Callable[[], None] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection under the writer lock, closed on exit (cluster mode: this thread's kept
+    lake connection); when the block ends normally, `after_close()` runs still under the lock."""
+    c = settings.cluster
+    if c is not None:
+        with pg.writer_lock(c.state_db, settings.lock_timeout_seconds):
+            with lake.session(c) as con:
+                yield con
+            if after_close is not None:
+                after_close()
+        return
     path = settings.paths.warehouse
     if not path.exists():
         raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
     with writer_lock(path, settings.lock_timeout_seconds):
         con = _open(path, read_only=False, wait_seconds=max(settings.lock_timeout_seconds, 5.0))
         try:
-            schema.require_current(con, path)
-            evolution.reconcile(con, settings, write=True)  # the first writer adds new optional features
             yield con
-            if before_close is not None:
-                before_close(con)
         finally:
             con.close()
         if after_close is not None:
@@ -109,16 +153,18 @@ def connect_writer(
 @contextlib.contextmanager
 def connect_reader(settings: Settings, *, wait_seconds: float = 0.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection; raises WarehouseBusy at once (or after `wait_seconds`) if a writer holds it."""
-    path = settings.paths.warehouse
-    if not path.exists():
-        raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
-    con = _open(path, read_only=True, wait_seconds=wait_seconds)
-    try:
-        schema.require_current(con, path)
+    with contextlib.ExitStack() as stack:
+        if settings.cluster is not None:
+            con = stack.enter_context(lake.session(settings.cluster))
+        else:
+            path = settings.paths.warehouse
+            if not path.exists():
+                raise WarehouseMissing(f"no warehouse at {path}; run `ct-assets init` first")
+            con = _open(path, read_only=True, wait_seconds=wait_seconds)
+            stack.callback(con.close)
+        schema.require_current(con, where(settings))
         evolution.reconcile(con, settings, write=False)  # refuses a config the warehouse cannot follow
         yield con
-    finally:
-        con.close()
 
 
 def _open(path: Path, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
@@ -172,6 +218,15 @@ def init_warehouse(settings: Settings) -> list[str]:
         if not p.exists():
             p.mkdir(parents=True, exist_ok=True)
             created.append(str(p))
+    if settings.cluster is not None:
+        pg.ensure_state(settings.cluster.state_db)
+        with _writer(settings) as con:
+            if not lake.has_warehouse(con):
+                lake.prepare_new_lake(con)
+                created.append(where(settings))
+            schema.create_or_upgrade(con, settings)
+            lake.seed_counters(con, settings.cluster)
+        return created
     path = settings.paths.warehouse
     if not path.exists():
         created.append(str(path))

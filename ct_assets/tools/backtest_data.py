@@ -16,6 +16,7 @@ from ct_assets.core.datasets.keys import key_order
 from ct_assets.core.datasets.training import DatasetInfo, load_dataset, selection_sql
 from ct_assets.core.ingest.landing import display_name
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.modeling.metrics import metric_value
 from ct_assets.store import labels
 from ct_assets.store.schema import raw_delta_columns
@@ -151,8 +152,6 @@ class Scorer:
     def _model(self, key: str, version: str) -> lgbm.LoadedModel:
         if key not in self.models:
             self.models[key] = (
-                lgbm.load(self.paths[version])
-                if key != version
-                else lgbm.load_version(self.settings.paths.models, version)
+                lgbm.load(self.paths[version]) if key != version else shared.load(self.settings, version)
             )
         return self.models[key]

@@ -11,6 +11,7 @@ from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.training import load_dataset, read_split
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.errors import DataError, RegistryError
 from ct_assets.store.warehouse import connect_reader
 
@@ -27,7 +28,7 @@ class Reproduction:
 
 def reproduce(settings: Settings, version: str) -> Reproduction:
     """Retrain `version` from the warehouse and say whether the model file comes out byte-identical."""
-    stored = lgbm.load_version(settings.paths.models, version)
+    stored = shared.load(settings, version)
     started = time.perf_counter()
     with connect_reader(settings, wait_seconds=60) as con:
         rec = registry.model(con, version)

@@ -19,6 +19,7 @@ from ct_assets.core.datasets.golden import read_golden
 from ct_assets.core.datasets.training import DatasetInfo, read_split
 from ct_assets.core.gate import comparable, report, score_cache
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 
 EVAL_SETS = ("golden", "holdout")
 
@@ -165,6 +166,7 @@ def write_report(
     files = ReportFiles(s.paths.reports / f"{version}.html", s.paths.reports / f"{version}.json")
     write_atomic(files.json, json.dumps({**meta, **result.to_json()}, indent=2, default=str))
     write_atomic(files.html, report.render(result, sets, meta))
+    shared.publish_report(s, files.json, files.html)
     return files
 
 

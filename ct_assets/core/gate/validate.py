@@ -20,6 +20,7 @@ from ct_assets.core.gate import comparable, evaluation
 from ct_assets.core.gate.results import GateResult
 from ct_assets.core.gate.rule import evaluate
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.store.warehouse import connect_writer, transaction
 
 
@@ -62,10 +63,10 @@ def validate_challenger(
     """Score the challenger `version` and the current champion on the golden set and the recent holdout
     of `ds`, apply the gate, write the report, and record the verdict."""
     watch = Stopwatch()
-    challenger = lgbm.load_version(s.paths.models, version)
+    challenger = shared.load(s, version)
     with connect_writer(s) as con:
         champion_version = registry.champion(con)
-        champion = lgbm.load_version(s.paths.models, champion_version) if champion_version else None
+        champion = shared.load(s, champion_version) if champion_version else None
         watch.lap("load models")
         data = evaluation.eval_sets(s, con, ds, challenger, champion)
         watch.lap("read and score")

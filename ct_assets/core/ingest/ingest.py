@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,37 @@ from ct_assets.store.hashing import file_sha256
 from ct_assets.store.sql import fetch_one, next_id
 from ct_assets.store.warehouse import connect_writer, file_lock, transaction
 
-__all__ = ["FileResult", "IngestReport", "ingest_landed_files"]
+__all__ = ["FileResult", "IngestReport", "Outlet", "ingest_landed_files"]
+
+
+@dataclass
+class Outlet:
+    """Where a handled file goes and what guards its commit: local folders and nothing (embedded), or
+    object storage and the file's claim (cluster mode, core.ingest.objects)."""
+
+    # (status, file name, tag) -> where the file will be, as logged in ingest_log.stored_as
+    target: Callable[[str, str, str], str]
+    # (landed file, result, target) -> move it there (with the quarantine's reason beside it)
+    finish: Callable[[landing.LandedFile, FileResult, str], None]
+    # (result) -> a context around the warehouse transaction; what it yields may get `release` set
+    fence: Callable[[FileResult], contextlib.AbstractContextManager[dict[str, bool] | None]] = (
+        lambda _result: contextlib.nullcontext()
+    )
+
+
+def local_outlet(settings: Settings) -> Outlet:
+    def target(status: str, name: str, tag: str) -> str:
+        folder = settings.paths.quarantine if status == "quarantined" else settings.paths.archive
+        return str(landing.destination(folder, name, tag))
+
+    def finish(lf: landing.LandedFile, result: FileResult, target: str) -> None:
+        if result.status == "quarantined":
+            landing.write_reason(
+                Path(target), result.reason, [o.__dict__ for o in result.outcomes if not o.success]
+            )
+        landing.move(lf.path, Path(target))
+
+    return Outlet(target, finish)
 
 
 @dataclass
@@ -88,7 +118,7 @@ def ingest_landed_files(
         ingested = _ingested_hashes(settings) if pending else set()
         for lf in pending:
             if os.path.lexists(lf.path):
-                result = _ingest_one(settings, lf, run_id, now, ingested)
+                result = ingest_one(settings, lf, run_id, now, ingested, local_outlet(settings))
                 report.files.append(result)
                 if result.status == "ingested":
                     ingested.add(result.file_hash)
@@ -108,8 +138,8 @@ def _symlink_hash(path: Path) -> str:
     return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
 
 
-def _ingest_one(
-    settings: Settings, lf: landing.LandedFile, run_id: str, now: datetime, ingested: set[str]
+def ingest_one(
+    settings: Settings, lf: landing.LandedFile, run_id: str, now: datetime, ingested: set[str], outlet: Outlet
 ) -> FileResult:
     result = FileResult(name=landing.display_name(lf.name), status="ingested")
     stored: pl.DataFrame | None = None
@@ -131,7 +161,7 @@ def _ingest_one(
                 result.validated_at = utc_now()
 
     tag = result.file_hash[:12] or "unread"
-    with writer_keeping_snapshot(settings) as con, transaction(con):
+    with writer_keeping_snapshot(settings) as con, outlet.fence(result) as fenced, transaction(con):
         known = fetch_one(
             con,
             "SELECT batch_id FROM ingest_log WHERE file_hash = ? AND status = 'ingested' LIMIT 1",
@@ -171,18 +201,17 @@ def _ingest_one(
                 result.batch_id, result.data_hash = None, ""
                 result.min_event_time = result.max_event_time = None
                 result.labels = labels.LabelCounts()
-        folder = settings.paths.quarantine if result.status == "quarantined" else settings.paths.archive
-        target = landing.destination(folder, lf.name, tag)
-        result.stored_as = landing.display_name(str(target))
+        target = outlet.target(result.status, lf.name, tag)
+        result.stored_as = landing.display_name(target)
         log_file(con, settings, result, lf, run_id, now)
+        if fenced is not None and result.status == "quarantined":
+            fenced["release"] = True
         failpoints.hit("ingest.before_commit")
     result.committed_at = utc_now()
     failpoints.hit("ingest.after_commit")
     # After the commit: a crash before the move leaves the file in landing, and the next run finds
     # its hash already ingested (logged as a duplicate) or validates it again; nothing is lost.
-    if result.status == "quarantined":
-        landing.write_reason(target, result.reason, [o.__dict__ for o in result.outcomes if not o.success])
-    landing.move(lf.path, target)
+    outlet.finish(lf, result, target)
     if result.labels.conflict:
         _conflict_alert(settings, result, now)
     return result

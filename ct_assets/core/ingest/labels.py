@@ -70,6 +70,13 @@ def counts(con: duckdb.DuckDBPyConnection, batch_id: int) -> LabelCounts:
     return out
 
 
+def _first_id(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    """The first of as many new event ids as the temp table `source` has rows (at most one event each)."""
+    return next_id(
+        con, "label_events", "event_id", con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    )
+
+
 def from_label_file(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: int, now: datetime) -> None:
     """Events for the labels of the temp table `label_file` (row_key, label, label_time)."""
     rid, label, et = (
@@ -93,7 +100,7 @@ def from_label_file(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id
                          SEMI JOIN label_file l ON d.{rid} = l.row_key) r ON r.{rid} = f.row_key
               LEFT JOIN ({attached_sql()}) a ON a._lk = f.row_key
               LEFT JOIN ({OPEN_PENDING}) p ON p.row_key = f.row_key) x""",
-        {"first": next_id(con, "label_events", "event_id"), "now": now, "b": batch_id},
+        {"first": _first_id(con, "label_file"), "now": now, "b": batch_id},
     )
 
 
@@ -110,14 +117,15 @@ def from_resent_rows(con: duckdb.DuckDBPyConnection, batch_id: int, now: datetim
         FROM (SELECT i.*, coalesce(i.old_label, a._late_label) AS known FROM ingest_dups i
               LEFT JOIN ({attached_sql()}) a ON a._lk = i.row_key WHERE i.new_label IS NOT NULL) x
         WHERE x.known IS NULL OR x.known <> x.new_label""",
-        {"first": next_id(con, "label_events", "event_id"), "now": now, "b": batch_id},
+        {"first": _first_id(con, "ingest_dups"), "now": now, "b": batch_id},
     )
 
 
 def resolve_pending(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: int, now: datetime) -> None:
     """Pending labels whose row landed in `batch_id`: attached (or a duplicate or conflict of the label
     the row brought), each pointing at the pending event it resolves."""
-    if not con.execute("SELECT count(*) FROM label_events WHERE status = 'pending'").fetchall()[0][0]:
+    pending = con.execute("SELECT count(*) FROM label_events WHERE status = 'pending'").fetchall()[0][0]
+    if not pending:
         return
     rid, label, et = (
         quote(c) for c in (settings.columns.row_id or "", settings.columns.label, settings.columns.event_time)
@@ -131,5 +139,5 @@ def resolve_pending(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id
                     ELSE 'conflict' END,
                p.event_id
         FROM ({OPEN_PENDING}) p JOIN raw_deltas n ON n.{rid} = p.row_key AND n._batch_id = $b""",
-        {"first": next_id(con, "label_events", "event_id"), "now": now, "b": batch_id},
+        {"first": next_id(con, "label_events", "event_id", pending), "now": now, "b": batch_id},
     )

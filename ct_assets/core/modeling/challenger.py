@@ -20,16 +20,16 @@ from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.training import DatasetInfo, read_split
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.monitoring import signals as monitoring
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
-from ct_assets.store.warehouse import connect_writer, file_lock
+from ct_assets.store.warehouse import connect_writer, named_lock
 
 
 @contextlib.contextmanager
 def training_lock(s: Settings) -> Iterator[None]:
     """Held for a whole training: a second training on this warehouse waits here for the first."""
-    lock = s.paths.warehouse.with_name(s.paths.warehouse.name + ".train.lock")
-    with file_lock(lock, s.guardrails.max_run_seconds, "the training lock"):
+    with named_lock(s, "train", s.guardrails.max_run_seconds, "the training lock"):
         yield
 
 
@@ -79,7 +79,7 @@ def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
         return None
     if rec.code_version != lgbm.code_version():
         return None
-    loaded = lgbm.load_version(s.paths.models, rec.version)
+    loaded = shared.load(s, rec.version)
     weight = s.dataset.exploration_weight if s.columns.exploration else None
     if [f["name"] for f in loaded.features] != s.feature_names or loaded.card.get(
         "exploration_weight"
@@ -144,6 +144,7 @@ def _save_and_register(
     with writer_keeping_snapshot(s) as con:
         version = lgbm.next_version(s.paths.models, registry.model_versions(con))
         folder, card = lgbm.save(trained, s.paths.models, version, card_extra)
+        shared.publish(s, version)  # cluster mode: in object storage before the registry names it
         failpoints.hit("model.after_save")
         registry.record_model(
             con,

@@ -19,6 +19,7 @@ from ct_assets.common.clock import utc_now
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.monitoring import evidence
 from ct_assets.core.monitoring.signals import Decay, FeatureDrift, decay, drift
 from ct_assets.core.triggers.decision import champion_watermark
@@ -67,7 +68,7 @@ def score_champion(s: Settings, *, run_id: str = "", logger: Any = None) -> Cham
         decided = evidence.decided(con)
         added_later = evolution.added_columns(con)
     try:
-        loaded = lgbm.load_version(s.paths.models, champion)
+        loaded = shared.load(s, champion)
     except CtError as e:
         return ChampionScore(champion, f"not scored: {e}"[:500])
     reference = None

@@ -27,12 +27,13 @@ from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.gate import shadow_section
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.predictions.shadow import Candidate, ShadowRun, candidate, evaluate
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.errors import CtError
 from ct_assets.store.schema import ROLE_CHAMPION, ROLE_SHADOW, row_key
 from ct_assets.store.sql import quote
-from ct_assets.store.warehouse import connect_writer, file_lock, transaction
+from ct_assets.store.warehouse import connect_writer, named_lock, transaction
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ class ScoredRun:
 def predictions_lock(s: Settings) -> contextlib.AbstractContextManager[None]:
     """One scoring at a time (a sensor-launched ingest run and a `cycle` may overlap): the second waits,
     then finds the rows the first scored."""
-    path = s.paths.warehouse.with_name(s.paths.warehouse.name + ".predictions.lock")
-    return file_lock(path, s.lock_timeout_seconds, "the predictions lock")
+    return named_lock(s, "predictions", s.lock_timeout_seconds, "the predictions lock")
 
 
 def score_new_rows(s: Settings, *, run_id: str = "", now: datetime | None = None) -> ScoredRun:
@@ -158,7 +158,7 @@ def _append(
 def _load(s: Settings, version: str) -> tuple[lgbm.LoadedModel | None, str]:
     """The model, or why it cannot score the warehouse's rows (never raised)."""
     try:
-        loaded = lgbm.load_version(s.paths.models, version)
+        loaded = shared.load(s, version)
     except CtError as e:
         return None, f"{version} could not be loaded: {e}"[:500]
     stored = set(s.feature_names)

@@ -20,6 +20,7 @@ from ct_assets.config import Settings
 from ct_assets.core.datasets.golden import active_golden, read_golden
 from ct_assets.core.gate.comparable import scorable_by
 from ct_assets.core.modeling import model as lgbm
+from ct_assets.core.modeling import shared
 from ct_assets.core.modeling.metrics import all_metrics
 from ct_assets.core.registry import records
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
@@ -128,7 +129,7 @@ def _approve(
     version = req.version
     if not req.reason.strip():
         raise RegistryError("approve needs --reason")
-    lgbm.load_version(s.paths.models, version)  # refuses paths outside the models folder, checks the files
+    shared.load(s, version)  # refuses paths outside the models folder, checks the files
     decision = records.latest_decision(con, version)
     if decision is None or decision.action != "blocked":
         state = decision.action if decision else "never validated"
@@ -161,7 +162,7 @@ def _rollback(
         raise RegistryError(f"{target} is already the champion")
     if records.model(con, target) is None:
         raise RegistryError(f"{target} is not a registered model")
-    loaded = lgbm.load_version(s.paths.models, target)  # load and score before re-pointing
+    loaded = shared.load(s, target)  # load and score before re-pointing
     metrics = _golden_metrics(s, con, loaded)
     value = metrics.get(f"golden_{s.primary_metric}")
     if metrics.get("golden_rows_scored") and (value is None or not math.isfinite(value)):

@@ -8,6 +8,9 @@ still under the writer lock. The sensor trusts the snapshot only while the files
 stamp: any later write, by us or by anything else, changes the stamp and sends the sensor back to
 DuckDB (which rewrites the snapshot). A stale snapshot is therefore never used, only a slower path
 taken.
+
+Cluster mode: the stamp is the DuckLake catalog's newest snapshot id (one indexed PostgreSQL query),
+which every commit on any host moves on; the file stays in this host's own state folder, a cache.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import duckdb
 
 from ct_assets.config.settings import Settings
 from ct_assets.core.triggers.decision import TriggerInputs, read_trigger_inputs
+from ct_assets.store import lake
 from ct_assets.store.warehouse import connect_reader, connect_writer
 
 SNAPSHOT_NAME = "trigger_inputs.json"
@@ -32,6 +36,13 @@ SNAPSHOT_FORMAT = 2  # 2: no golden_missing (every CT run refreshes the golden s
 
 def snapshot_path(settings: Settings) -> Path:
     return settings.paths.state / SNAPSHOT_NAME
+
+
+def stamp(settings: Settings) -> list:
+    """What changes whenever the warehouse does: its files' stamps, or the lake's newest snapshot id."""
+    if settings.cluster is not None:
+        return [lake.snapshot_id(settings.cluster)]
+    return warehouse_stamp(settings.paths.warehouse)
 
 
 def warehouse_stamp(warehouse: Path) -> list:
@@ -68,7 +79,7 @@ def snapshot_inputs(settings: Settings) -> TriggerInputs | None:
         if (
             body.get("format") != SNAPSHOT_FORMAT
             or body.get("warehouse") != str(settings.paths.warehouse)
-            or body.get("stamp") != warehouse_stamp(settings.paths.warehouse)
+            or body.get("stamp") != stamp(settings)
         ):
             return None
         return TriggerInputs.from_json(body["inputs"])
@@ -85,10 +96,10 @@ def load_trigger_inputs(settings: Settings) -> tuple[TriggerInputs, str]:
     inputs = snapshot_inputs(settings)
     if inputs is not None:
         return inputs, "snapshot"
-    before = warehouse_stamp(settings.paths.warehouse)
+    before = stamp(settings)
     with connect_reader(settings) as con:
         inputs = read_trigger_inputs(con)
-    if warehouse_stamp(settings.paths.warehouse) == before:
+    if stamp(settings) == before:
         with contextlib.suppress(OSError):
             write_snapshot(settings, inputs, before)
     return inputs, "warehouse"
@@ -109,7 +120,7 @@ def writer_keeping_snapshot(settings: Settings) -> Iterator[duckdb.DuckDBPyConne
     def write() -> None:
         if inputs:
             with contextlib.suppress(OSError):
-                write_snapshot(settings, inputs[0], warehouse_stamp(settings.paths.warehouse))
+                write_snapshot(settings, inputs[0], stamp(settings))
 
     with connect_writer(settings, before_close=read, after_close=write) as con:
         yield con

@@ -5,7 +5,8 @@ from datetime import datetime
 
 import dagster as dg
 
-from ct_assets.core.ingest.ingest import IngestReport, ingest_landed_files
+from ct_assets.core.ingest.ingest import IngestReport
+from ct_assets.core.ingest.objects import ingest_landed
 from ct_assets.core.ingest.quality import CHECKS
 from ct_assets.defs.budget import tag_run_worker
 from ct_assets.defs.checks.quality import gx_check_results
@@ -31,7 +32,7 @@ def raw_deltas(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     """
     tag_run_worker(context)
     s = settings.load()
-    report = ingest_landed_files(s, run_id=context.run_id)
+    report = ingest_landed(s, run_id=context.run_id)
     with connect_reader(s, wait_seconds=30) as con:
         total, batches, newest = fetch_one(
             con,
