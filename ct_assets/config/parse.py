@@ -53,7 +53,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     ingest = TableReader(
         top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds", "chunk_rows"}
     )
-    training = _training(top.table_of("training"), source)
+    training, engine = _training(top.table_of("training"), source)
     holdback = _holdback(TableReader(top.table_of("holdback"), "holdback", source, known=HOLDBACK_KEYS))
     predictions = _predictions(
         TableReader(top.table_of("predictions"), "predictions", source, known=PREDICTION_KEYS)
@@ -79,6 +79,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         ingest_chunk_rows=ingest.integer("chunk_rows", lo=1000),
         holdback=holdback,
         predictions=predictions,
+        training_engine=engine,
     )
 
 
@@ -100,6 +101,7 @@ TOP_KEYS = {
     "holdback",
     "predictions",
 }
+TRAINING_ENGINES = ("lightgbm", "dask")
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
 COLUMN_KEYS = {
     "event_time",
@@ -310,14 +312,20 @@ def _freshness(fr: TableReader) -> FreshnessSettings:
     )
 
 
-def _training(table: dict[str, Any], source: str) -> dict[str, Any]:
-    """[training]: LightGBM parameters, passed through; only the objective is checked."""
+def _training(table: dict[str, Any], source: str) -> tuple[dict[str, Any], str]:
+    """[training]: LightGBM parameters, passed through (only the objective is checked), and the engine
+    that trains them, which is not a LightGBM parameter and is taken out."""
     training = dict(table)
     if training.get("objective", "binary") not in ("binary", "cross_entropy", "xentropy"):
         raise ConfigError(
             f"config {source}: [training] objective must be a binary objective for task 'binary'"
         )
-    return training
+    engine = training.pop("engine", "lightgbm")
+    if engine not in TRAINING_ENGINES:
+        raise ConfigError(
+            f"config {source}: [training] engine must be one of {', '.join(TRAINING_ENGINES)}, got {engine!r}"
+        )
+    return training, engine
 
 
 def _webhook(al: TableReader) -> str:

@@ -157,6 +157,8 @@ class Settings:
     ingest_chunk_rows: int = 500_000  # [ingest] chunk_rows: rows read, validated and appended at a time
     holdback: HoldbackSettings = field(default_factory=HoldbackSettings)
     predictions: PredictionSettings = field(default_factory=PredictionSettings)
+    # [training] engine: "lightgbm" (one process, byte-reproducible) or "dask" (lightgbm.dask on workers)
+    training_engine: str = "lightgbm"
 
     @property
     def min_new_rows(self) -> int:

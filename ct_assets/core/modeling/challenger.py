@@ -19,6 +19,7 @@ from ct_assets.common.stopwatch import Stopwatch
 from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.training import DatasetInfo, read_split
+from ct_assets.core.modeling import dask_training
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.core.monitoring import signals as monitoring
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
@@ -71,7 +72,7 @@ class Challenger:
 
 def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
     """The champion, when training now would only make its exact copy: the same data set (content
-    hash), LightGBM parameters, features, exploration weight and code version."""
+    hash), LightGBM parameters, training engine, features, exploration weight and code version."""
     with connect_writer(s) as con:
         champion = registry.champion(con)
         rec = registry.model(con, champion) if champion else None
@@ -81,9 +82,11 @@ def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
         return None
     loaded = lgbm.load_version(s.paths.models, rec.version)
     weight = s.dataset.exploration_weight if s.columns.exploration else None
-    if [f["name"] for f in loaded.features] != s.feature_names or loaded.card.get(
-        "exploration_weight"
-    ) != weight:
+    if (
+        [f["name"] for f in loaded.features] != s.feature_names
+        or loaded.card.get("exploration_weight") != weight
+        or loaded.card.get("engine", "lightgbm") != s.training_engine
+    ):
         return None
     return Challenger(
         rec.version,
@@ -107,7 +110,8 @@ def train_challenger(
     watch.lap("read")
     flag = s.columns.exploration
     weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
-    trained = lgbm.train(
+    trainer = dask_training.train if s.training_engine == "dask" else lgbm.train
+    trained = trainer(
         train_rows, s, budget_seconds=budget_seconds, budget_source=budget_source, weights=weights
     )
     watch.lap("train")
