@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ct_assets.config.engines import cluster_executor, training_engine
 from ct_assets.config.reader import TableReader, check_identifier, one_line
 from ct_assets.config.settings import (
     METRICS,
@@ -59,6 +60,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         TableReader(top.table_of("predictions"), "predictions", source, known=PREDICTION_KEYS)
     )
     webhook = _webhook(TableReader(top.table_of("alerts"), "alerts", source, known={"webhook_url"}))
+    executor = cluster_executor(raw.get("cluster", {}), source)
     return Settings(
         task=task,
         primary_metric=metric,
@@ -80,6 +82,7 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         holdback=holdback,
         predictions=predictions,
         training_engine=engine,
+        executor=executor,
     )
 
 
@@ -100,8 +103,8 @@ TOP_KEYS = {
     "guardrails",
     "holdback",
     "predictions",
+    "cluster",
 }
-TRAINING_ENGINES = ("lightgbm", "dask")
 PATH_KEYS = ("warehouse", "landing", "quarantine", "archive", "models", "reports", "state")
 COLUMN_KEYS = {
     "event_time",
@@ -320,11 +323,7 @@ def _training(table: dict[str, Any], source: str) -> tuple[dict[str, Any], str]:
         raise ConfigError(
             f"config {source}: [training] objective must be a binary objective for task 'binary'"
         )
-    engine = training.pop("engine", "lightgbm")
-    if engine not in TRAINING_ENGINES:
-        raise ConfigError(
-            f"config {source}: [training] engine must be one of {', '.join(TRAINING_ENGINES)}, got {engine!r}"
-        )
+    engine = training_engine(training.pop("engine", "lightgbm"), source)
     return training, engine
 
 

@@ -159,6 +159,8 @@ class Settings:
     predictions: PredictionSettings = field(default_factory=PredictionSettings)
     # [training] engine: "lightgbm" (one process, byte-reproducible) or "dask" (lightgbm.dask on workers)
     training_engine: str = "lightgbm"
+    # [cluster] executor: where a launched run's steps execute, "in_process" or "dask" (Dask workers)
+    executor: str = "in_process"
 
     @property
     def min_new_rows(self) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ct_assets.core.modeling.dask_training import SCHEDULER_ENV
 from ct_assets_tests.helpers.processes import HOST, free_port, stop_family, tail
 
 NETNS_ENV = "CT_TESTS_IN_LOOPBACK_NETNS"  # set in the test process re-run inside the namespace
@@ -40,13 +41,15 @@ def _start(args: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subpro
 @contextlib.contextmanager
 def dask_cluster(root: Path, workers: int = 2, env: dict[str, str] | None = None) -> Iterator[DaskCluster]:
     """`dask scheduler` and `workers` × `dask worker` (1 thread each) on 127.0.0.1, with the current
-    environment plus `env`; waits until every worker has registered, and stops them all on exit."""
+    environment plus $CT_DASK_SCHEDULER and `env`; waits until every worker has registered, and stops
+    them all on exit."""
     from distributed import Client
 
     dask = str(Path(sys.executable).parent / "dask")
-    full_env = {**os.environ, **(env or {})}
     port = free_port()
     address = f"tcp://{HOST}:{port}"
+    # The workers resolve the run's executor config too, whose address is {"env": "CT_DASK_SCHEDULER"}.
+    full_env = {**os.environ, SCHEDULER_ENV: address, **(env or {})}
     procs: list[subprocess.Popen[Any]] = []
     try:
         scheduler = _start(

@@ -99,11 +99,32 @@ def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
     )
 
 
+def trained_by_run(s: Settings, ds: DatasetInfo, run_id: str) -> Challenger | None:
+    """The challenger this very run already trained and registered on `ds`: a step executed again in
+    the same run (Dask re-runs a finished step whose result was on a lost worker) returns it instead
+    of training and registering a second version."""
+    with connect_writer(s) as con:
+        rec = next(
+            (m for m in registry.models(con) if m.run_id == run_id and m.dataset_hash == ds.dataset_hash),
+            None,
+        )
+    if rec is None:
+        return None
+    loaded = lgbm.load_version(s.paths.models, rec.version)
+    return Challenger(
+        rec.version, loaded.path.parent, loaded.card, loaded.booster, rec.params, rec.train_seconds
+    )
+
+
 def train_challenger(
     s: Settings, ds: DatasetInfo, *, run_id: str, budget_seconds: float, budget_source: str
 ) -> Challenger:
     """Train on the train split of `ds` (raises lgbm.TrainingBudgetExceeded past the budget), save the
-    model and its card in a new version folder, and register it in the models table."""
+    model and its card in a new version folder, and register it in the models table; or return the
+    challenger this run already registered on `ds` (trained_by_run)."""
+    again = trained_by_run(s, ds, run_id)
+    if again is not None:
+        return again
     watch = Stopwatch()
     with connect_writer(s) as con:
         train_rows = read_split(con, s, ds, "train")

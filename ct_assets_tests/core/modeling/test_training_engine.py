@@ -1,4 +1,4 @@
-"""`[training] engine` (issue 14): the setting, the even split of rows over Dask workers, the scheduler
+"""`[training] engine` and `[cluster] executor` (issue 14): the settings, the even split of rows over Dask workers, the scheduler
 address it needs, and the tolerance a Dask-trained model is reproduced within. No Dask needed here; the
 training itself runs on Dask workers in ct_assets_tests/e2e/test_dask_training.py."""
 
@@ -33,6 +33,21 @@ def test_an_unknown_engine_is_refused_in_one_line(make_settings: Callable[..., S
         make_settings(training={"engine": "spark"})
     assert "[training] engine must be one of lightgbm, dask, got 'spark'" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_steps_run_in_process_unless_the_cluster_table_says_dask(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import dagster as dg
+
+    from ct_assets.defs.executors import executor_for
+
+    default = make_settings()
+    assert default.executor == "in_process" and executor_for(default) is dg.in_process_executor
+    assert make_settings(cluster={"executor": "dask"}).executor == "dask"
+    with pytest.raises(ConfigError) as e:
+        make_settings(cluster={"executor": "celery"})
+    assert str(e.value).endswith("[cluster] executor must be one of in_process, dask, got 'celery'")
 
 
 @pytest.mark.parametrize(("rows", "parts"), [(10, 2), (11, 3), (7, 7), (3, 5), (100_001, 4)])
