@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from ct_assets.core.modeling.dask_training import SCHEDULER_ENV
@@ -20,6 +21,23 @@ from ct_assets_tests.helpers.processes import HOST, free_port, stop_family, tail
 NETNS_ENV = "CT_TESTS_IN_LOOPBACK_NETNS"  # set in the test process re-run inside the namespace
 NETNS_TIMEOUT = 900  # seconds for the re-run test, start-up included
 START_TIMEOUT = 60
+
+
+PATHS = {  # [paths] of the default config, as file names under one folder
+    "warehouse": "warehouse.duckdb",
+    "landing": "landing",
+    "quarantine": "quarantine",
+    "archive": "archive",
+    "models": "models",
+    "reports": "reports",
+    "state": "state",
+}
+
+
+def absolute_paths(project: Path) -> dict[str, str]:
+    """[paths] under project/data, absolute: a step on a Dask worker runs in the worker's working
+    folder, where the default relative paths would resolve."""
+    return {key: str(project / "data" / name) for key, name in PATHS.items()}
 
 
 @dataclass
@@ -39,8 +57,10 @@ def _start(args: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subpro
 
 
 @contextlib.contextmanager
-def dask_cluster(root: Path, workers: int = 2, env: dict[str, str] | None = None) -> Iterator[DaskCluster]:
-    """`dask scheduler` and `workers` × `dask worker` (1 thread each) on 127.0.0.1, with the current
+def dask_cluster(
+    root: Path, workers: int = 2, env: dict[str, str] | None = None, threads: int = 1
+) -> Iterator[DaskCluster]:
+    """`dask scheduler` and `workers` × `dask worker` (`threads` threads each) on 127.0.0.1, with the current
     environment plus $CT_DASK_SCHEDULER and `env`; waits until every worker has registered, and stops
     them all on exit."""
     from distributed import Client
@@ -61,7 +81,7 @@ def dask_cluster(root: Path, workers: int = 2, env: dict[str, str] | None = None
         procs.append(scheduler)
         folders = [root / f"w{i + 1}" for i in range(workers)]
         for folder in folders:
-            cmd = [dask, "worker", address, "--name", folder.name, "--host", HOST, "--nthreads", "1"]
+            cmd = [dask, "worker", address, "--name", folder.name, "--host", HOST, "--nthreads", str(threads)]
             cmd += ["--no-nanny", "--no-dashboard", "--local-directory", str(folder / "dask-scratch")]
             procs.append(_start(cmd, folder, root / f"{folder.name}.log", full_env))
         deadline = time.monotonic() + START_TIMEOUT
@@ -84,13 +104,39 @@ def dask_cluster(root: Path, workers: int = 2, env: dict[str, str] | None = None
             stop_family(proc)
 
 
+def launch_job(project: Path, job: str, scheduler: str, log: Path) -> subprocess.Popen[str]:
+    """`dagster job execute` of one of the project's jobs: a run with the Definitions' executor."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [dagster, "job", "execute", "-m", "ct_assets.definitions", "-j", job],
+            cwd=project,
+            env={**os.environ, "CT_DASK_SCHEDULER": scheduler},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def step_pids(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> dict[str, int]:
+    """Step key -> pid of the process that wrote the step's `kind` event."""
+    records = instance.get_records_for_run(run_id, of_type=kind).records
+    return {r.event_log_entry.step_key: r.event_log_entry.dagster_event.pid for r in records}  # type: ignore[misc, union-attr]
+
+
 def inside_loopback_netns(request: pytest.FixtureRequest) -> bool:
     """True when this test process runs in a network namespace whose only interface is loopback.
-    Otherwise runs this one test again in such a namespace (`unshare --net`, then `ip link set lo up`;
-    needs root or CAP_SYS_ADMIN), fails unless it passed there, and returns False: the caller returns."""
+    Otherwise runs this one test again in such a namespace (`unshare --net --pid`, then `ip link set lo
+    up`; needs root or CAP_SYS_ADMIN), fails unless it passed there, and returns False: the caller returns."""
     if os.environ.get(NETNS_ENV) == "1":
         return True
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.fail(
             "LightGBM's collective listens on 0.0.0.0, so this test runs it in a loopback-only network "
@@ -98,8 +144,11 @@ def inside_loopback_netns(request: pytest.FixtureRequest) -> bool:
         )
     script = 'ip link set lo up && exec "$0" "$@"'
     args = [sys.executable, "-m", "pytest", "-q", "-x", request.node.nodeid]
+    # A pid namespace too: when the re-run test ends, or is killed on time-out, the kernel kills every
+    # process left in it (the Dask scheduler and workers run in sessions of their own).
+    isolate = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
     proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, *args],
+        [*isolate, "sh", "-c", script, *args],
         cwd=request.config.rootpath,
         env={**os.environ, NETNS_ENV: "1"},
         capture_output=True,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,6 +49,12 @@ def even_bounds(rows: int, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
+def machines_of(booster: Any) -> int:
+    """How many machines trained the booster: `num_machines` in its text's parameters (1 if absent)."""
+    found = re.search(r"^\[num_machines: (\d+)\]$", booster.model_to_string(), flags=re.MULTILINE)
+    return int(found.group(1)) if found else 1
+
+
 def _scattered(client: Any, array: np.ndarray, bounds: list[tuple[int, int]], workers: list[str]) -> Any:
     """`array` as a dask array whose i-th chunk lives on workers[i] (LightGBM trains where data lies)."""
     import dask.array as da
@@ -55,8 +63,38 @@ def _scattered(client: Any, array: np.ndarray, bounds: list[tuple[int, int]], wo
     for (start, end), worker in zip(bounds, workers, strict=False):
         piece = array[start:end]
         future = client.scatter(piece, workers=[worker], hash=False)
+        if _current_worker() is not None:
+            # From inside a task (a step on a Dask worker), scatter keeps the data on that worker
+            # whatever `workers` says: copy it over to its worker.
+            future = client.submit(np.array, future, workers=[worker], allow_other_workers=False, pure=False)
         chunks.append(da.from_delayed(future, shape=piece.shape, dtype=piece.dtype))
     return da.concatenate(chunks)
+
+
+def _current_worker() -> str | None:
+    """The address of the Dask worker this code runs on (a step run by the Dask executor), or None."""
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def _seceded() -> Iterator[None]:
+    """Inside a Dask task (a step run by the Dask executor), leave the worker's thread pool while the
+    training tasks run, so that this worker's own share of them does not wait for this very thread."""
+    from distributed import rejoin, secede
+
+    if _current_worker() is None:
+        yield
+        return
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()
 
 
 def train(
@@ -82,7 +120,7 @@ def train(
         client = Client(address, timeout=CONNECT_SECONDS)
     except OSError as e:
         raise CtError(f"cannot reach the Dask scheduler at {address} (${SCHEDULER_ENV}): {e}") from None
-    with client:
+    with client, _seceded():
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise CtError(f"the Dask scheduler at {address} has no workers")
@@ -110,6 +148,8 @@ def train(
         "scheduler": address,
         "workers": len(bounds),
         "rows_per_worker": [end - start for start, end in bounds],
+        # What LightGBM's collective actually joined: Dask may move a partition off its worker.
+        "machines": machines_of(booster),
         "time_out_minutes": time_out,
     }
     return lgbm.TrainedModel(booster, features, params, time.perf_counter() - started, "dask", info)

@@ -73,6 +73,7 @@ def test_a_copy_is_within_tolerance_and_a_weaker_model_is_not(
     s = make_settings(training=SMALL_MODEL)
     rows, golden = churn_frame(3000, seed=5), churn_frame(1500, seed=6)
     original = lgbm.train(rows, s)
+    assert dask_training.machines_of(original.booster) == 1
     weak = lgbm.train(rows, s, params={**s.training, "num_iterations": 1, "num_leaves": 2})
     card = {"version": "v0001", "features": original.features, "num_threads": 1}
     loaded = [lgbm.LoadedModel(m.booster, card, Path("v0001/model.txt")) for m in (original, weak)]
