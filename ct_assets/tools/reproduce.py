@@ -1,9 +1,9 @@
 """Reproduce a registered model: rebuild its training rows from the warehouse, retrain it with its
 recorded parameters, seed and threads, and compare the model file byte for byte.
 
-A model trained on Dask (card engine "dask") is retrained on Dask and cannot come out byte-identical
-(LightGBM's collective sums in the order messages arrive): it reproduces when its AUC on the golden set
-is within DASK_AUC_TOLERANCE of the original's; the largest score difference is reported beside it."""
+A model trained on Dask (card engine "dask") is retrained on Dask, where two fits of the same rows need
+not be identical: it reproduces when its AUC on the golden set is within DASK_AUC_TOLERANCE of the
+original's; the largest score difference is reported beside it."""
 
 from __future__ import annotations
 
