@@ -187,10 +187,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     out = reproduce(_settings(), args.version)
     print(
-        f"{out.version}: {'reproducible' if out.identical else 'NOT reproducible'}: {out.reason} "
+        f"{out.version}: {'reproducible' if out.reproducible else 'NOT reproducible'}: {out.reason} "
         f"({out.seconds:.1f} s)"
     )
-    return 0 if out.identical else 1
+    return 0 if out.reproducible else 1
 
 
 def cmd_golden(args: argparse.Namespace) -> int:

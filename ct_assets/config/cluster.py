@@ -16,7 +16,7 @@ from typing import Any
 from ct_assets.config.reader import TableReader
 from ct_assets.config.settings import ClusterSettings
 
-CLUSTER_KEYS = {"objects", "data_path", "catalog_db", "state_db", "dagster_db"}
+CLUSTER_KEYS = {"objects", "data_path", "catalog_db", "state_db", "dagster_db", "executor"}
 __all__ = ["CLUSTER_KEYS", "PG_ENV", "S3_ENV", "ClusterSettings", "parse_cluster"]
 PG_ENV = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL")
@@ -25,8 +25,8 @@ _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 def parse_cluster(table: dict[str, Any] | None, source: str) -> ClusterSettings | None:
     """[cluster] as ClusterSettings; None when the table is absent or empty (embedded mode)."""
-    if not table:
-        return None
+    if not table or set(table) <= {"executor"}:  # steps on Dask workers alone (config.engines) keep the
+        return None  # embedded storage
     c = TableReader(table, "cluster", source, known=CLUSTER_KEYS)
     objects = c.text("objects")
     if not objects.startswith("s3://") or len(objects) <= len("s3://"):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_assets.config.cluster import parse_cluster
+from ct_assets.config.engines import cluster_executor, training_engine
 from ct_assets.config.reader import TableReader, check_identifier, one_line
 from ct_assets.config.settings import (
     METRICS,
@@ -54,12 +55,13 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
     ingest = TableReader(
         top.table_of("ingest"), "ingest", source, known={"lock_timeout_seconds", "chunk_rows"}
     )
-    training = _training(top.table_of("training"), source)
+    training, engine = _training(top.table_of("training"), source)
     holdback = _holdback(TableReader(top.table_of("holdback"), "holdback", source, known=HOLDBACK_KEYS))
     predictions = _predictions(
         TableReader(top.table_of("predictions"), "predictions", source, known=PREDICTION_KEYS)
     )
     webhook = _webhook(TableReader(top.table_of("alerts"), "alerts", source, known={"webhook_url"}))
+    executor = cluster_executor(raw.get("cluster", {}), source)
     return Settings(
         task=task,
         primary_metric=metric,
@@ -81,6 +83,8 @@ def parse_settings(raw: dict[str, Any], source: str, cwd: Path) -> Settings:
         holdback=holdback,
         predictions=predictions,
         cluster=parse_cluster(top.table.get("cluster"), source),
+        training_engine=engine,
+        executor=executor,
     )
 
 
@@ -313,14 +317,16 @@ def _freshness(fr: TableReader) -> FreshnessSettings:
     )
 
 
-def _training(table: dict[str, Any], source: str) -> dict[str, Any]:
-    """[training]: LightGBM parameters, passed through; only the objective is checked."""
+def _training(table: dict[str, Any], source: str) -> tuple[dict[str, Any], str]:
+    """[training]: LightGBM parameters, passed through (only the objective is checked), and the engine
+    that trains them, which is not a LightGBM parameter and is taken out."""
     training = dict(table)
     if training.get("objective", "binary") not in ("binary", "cross_entropy", "xentropy"):
         raise ConfigError(
             f"config {source}: [training] objective must be a binary objective for task 'binary'"
         )
-    return training
+    engine = training_engine(training.pop("engine", "lightgbm"), source)
+    return training, engine
 
 
 def _webhook(al: TableReader) -> str:

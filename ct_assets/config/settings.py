@@ -173,6 +173,10 @@ class Settings:
     holdback: HoldbackSettings = field(default_factory=HoldbackSettings)
     predictions: PredictionSettings = field(default_factory=PredictionSettings)
     cluster: ClusterSettings | None = None  # [cluster]: None in the embedded mode
+    # [training] engine: "lightgbm" (one process, byte-reproducible) or "dask" (lightgbm.dask on workers)
+    training_engine: str = "lightgbm"
+    # [cluster] executor: where a launched run's steps execute, "in_process" or "dask" (Dask workers)
+    executor: str = "in_process"
 
     @property
     def min_new_rows(self) -> int:

@@ -11,6 +11,7 @@ from ct_assets.common.code_versions import code_version
 from ct_assets.config import load_settings
 from ct_assets.defs.assets import datasets, ingestion, monitoring, predictions, registry, training, validation
 from ct_assets.defs.checks.freshness import champion_model_data_lag_within_limit, raw_deltas_newest_file_fresh
+from ct_assets.defs.executors import executor_for
 from ct_assets.defs.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
 from ct_assets.defs.policies import freshness_policies
 from ct_assets.defs.resources import HandoffIOManager, SettingsResource
@@ -41,7 +42,8 @@ def build_definitions() -> dg.Definitions:
     # Output(data_version=...) is how an asset states its content hash; Dagster still labels it beta.
     warnings.filterwarnings("ignore", message=".*data_version.*", category=dg.BetaWarning)
     settings_resource = SettingsResource()
-    policies = freshness_policies(load_settings())
+    settings = load_settings()
+    policies = freshness_policies(settings)
     versions = {asset.key.to_user_string(): code_version(module.__name__) for module, asset in ASSETS}
     assets = dg.map_asset_specs(
         lambda spec: spec.replace_attributes(
@@ -64,6 +66,5 @@ def build_definitions() -> dg.Definitions:
             # Replaces Dagster's default (pickling) IO manager for every asset: JSON hand-offs only.
             "io_manager": HandoffIOManager(settings=settings_resource),
         },
-        # One process per run, steps in it: no per-step process start-up, and one warehouse writer per run.
-        executor=dg.in_process_executor,
+        executor=executor_for(settings),
     )

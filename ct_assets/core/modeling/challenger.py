@@ -19,8 +19,8 @@ from ct_assets.common.stopwatch import Stopwatch
 from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.training import DatasetInfo, read_split
+from ct_assets.core.modeling import dask_training, shared
 from ct_assets.core.modeling import model as lgbm
-from ct_assets.core.modeling import shared
 from ct_assets.core.monitoring import signals as monitoring
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
 from ct_assets.store.warehouse import connect_writer, named_lock
@@ -71,7 +71,7 @@ class Challenger:
 
 def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
     """The champion, when training now would only make its exact copy: the same data set (content
-    hash), LightGBM parameters, features, exploration weight and code version."""
+    hash), LightGBM parameters, training engine, features, exploration weight and code version."""
     with connect_writer(s) as con:
         champion = registry.champion(con)
         rec = registry.model(con, champion) if champion else None
@@ -81,9 +81,11 @@ def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
         return None
     loaded = shared.load(s, rec.version)
     weight = s.dataset.exploration_weight if s.columns.exploration else None
-    if [f["name"] for f in loaded.features] != s.feature_names or loaded.card.get(
-        "exploration_weight"
-    ) != weight:
+    if (
+        [f["name"] for f in loaded.features] != s.feature_names
+        or loaded.card.get("exploration_weight") != weight
+        or loaded.card.get("engine", "lightgbm") != s.training_engine
+    ):
         return None
     return Challenger(
         rec.version,
@@ -96,18 +98,40 @@ def champion_if_unchanged(s: Settings, ds: DatasetInfo) -> Challenger | None:
     )
 
 
+def trained_by_run(s: Settings, ds: DatasetInfo, run_id: str) -> Challenger | None:
+    """The challenger this very run already trained and registered on `ds`: a step executed again in
+    the same run (Dask re-runs a finished step whose result was on a lost worker) returns it instead
+    of training and registering a second version."""
+    with connect_writer(s) as con:
+        rec = next(
+            (m for m in registry.models(con) if m.run_id == run_id and m.dataset_hash == ds.dataset_hash),
+            None,
+        )
+    if rec is None:
+        return None
+    loaded = shared.load(s, rec.version)  # on another worker: fetched from object storage
+    return Challenger(
+        rec.version, loaded.path.parent, loaded.card, loaded.booster, rec.params, rec.train_seconds
+    )
+
+
 def train_challenger(
     s: Settings, ds: DatasetInfo, *, run_id: str, budget_seconds: float, budget_source: str
 ) -> Challenger:
     """Train on the train split of `ds` (raises lgbm.TrainingBudgetExceeded past the budget), save the
-    model and its card in a new version folder, and register it in the models table."""
+    model and its card in a new version folder, and register it in the models table; or return the
+    challenger this run already registered on `ds` (trained_by_run)."""
+    again = trained_by_run(s, ds, run_id)
+    if again is not None:
+        return again
     watch = Stopwatch()
     with connect_writer(s) as con:
         train_rows = read_split(con, s, ds, "train")
     watch.lap("read")
     flag = s.columns.exploration
     weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
-    trained = lgbm.train(
+    trainer = dask_training.train if s.training_engine == "dask" else lgbm.train
+    trained = trainer(
         train_rows, s, budget_seconds=budget_seconds, budget_source=budget_source, weights=weights
     )
     watch.lap("train")

@@ -14,7 +14,8 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -95,15 +96,25 @@ class TrainedModel:
     features: list[dict[str, Any]]
     params: dict[str, Any]
     seconds: float
+    engine: str = "lightgbm"  # [training] engine that trained it, recorded in the card
+    engine_info: dict[str, Any] = field(default_factory=dict)  # the card's "dask" entry for that engine
 
 
 class TrainingBudgetExceeded(CtError):
     """LightGBM was stopped because the training time budget ran out."""
 
 
-def _budget_callback(budget_seconds: float, started: float, total: int, source: str) -> Any:
+def budget_callback(
+    budget_seconds: float,
+    started: float,
+    total: int,
+    source: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Any:
+    """A LightGBM callback raising TrainingBudgetExceeded once `clock() - started` passes the budget."""
+
     def stop_when_over_budget(env: Any) -> None:
-        spent = time.perf_counter() - started
+        spent = clock() - started
         if spent > budget_seconds:
             raise TrainingBudgetExceeded(
                 f"training stopped: its time budget of {budget_seconds:g} s ({source}) ran out after "
@@ -112,6 +123,31 @@ def _budget_callback(budget_seconds: float, started: float, total: int, source: 
 
     stop_when_over_budget.order = 0  # type: ignore[attr-defined]  # LightGBM orders callbacks by this
     return stop_when_over_budget
+
+
+def num_rounds(params: dict[str, Any]) -> int:
+    """The boosting rounds the parameters ask for (LightGBM's default: 100)."""
+    return int(params.get("num_iterations", params.get("n_estimators", params.get("num_boost_round", 100))))
+
+
+def training_input(
+    train_frame: pl.DataFrame,
+    settings: Settings,
+    params: dict[str, Any] | None,
+    features: list[dict[str, Any]] | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """What any engine trains from: the parameters (the configured ones unless given), the features
+    (from the data unless given), the model matrix and the 0/1 labels; refuses a single class."""
+    params = dict(settings.training if params is None else params)
+    features = features or feature_spec(settings, train_frame)
+    y = labels(train_frame, settings)
+    if len(np.unique(y)) < 2:
+        raise CtError("the training rows hold only one class; cannot train a binary model")
+    return params, features, encode(train_frame, features), y
+
+
+def categorical_names(features: list[dict[str, Any]]) -> list[str]:
+    return [f["name"] for f in features if f["kind"] == "categorical"]
 
 
 def _failpoint_callback(env: Any) -> None:
@@ -136,21 +172,14 @@ def train(
     """
     import lightgbm as lgb
 
-    params = dict(settings.training if params is None else params)
-    features = features or feature_spec(settings, train_frame)
-    y = labels(train_frame, settings)
-    if len(np.unique(y)) < 2:
-        raise CtError("the training rows hold only one class; cannot train a binary model")
-    x = encode(train_frame, features)
-    names = [f["name"] for f in features]
-    cats = [f["name"] for f in features if f["kind"] == "categorical"]
+    params, features, x, y = training_input(train_frame, settings, params, features)
     started = time.perf_counter()
     dataset = lgb.Dataset(
         x,
         label=y,
         weight=weights,
-        feature_name=names,
-        categorical_feature=cats,
+        feature_name=[f["name"] for f in features],
+        categorical_feature=categorical_names(features),
         free_raw_data=True,
         params=params,
     )
@@ -158,10 +187,7 @@ def train(
     if failpoints.armed("train.during"):
         callbacks.append(_failpoint_callback)
     if budget_seconds is not None:
-        total = int(
-            params.get("num_iterations", params.get("n_estimators", params.get("num_boost_round", 100)))
-        )
-        callbacks.append(_budget_callback(budget_seconds, started, total, budget_source))
+        callbacks.append(budget_callback(budget_seconds, started, num_rounds(params), budget_source))
     booster = lgb.train(params, dataset, callbacks=callbacks)
     return TrainedModel(booster, features, params, time.perf_counter() - started)
 
@@ -196,6 +222,7 @@ def save(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "lightgbm_version": lgb.__version__,
+        "engine": model.engine,
         "params": model.params,
         "seed": model.params.get("seed"),
         "num_threads": model.params.get("num_threads"),
@@ -203,6 +230,7 @@ def save(
         "num_trees": model.booster.num_trees(),
         "training_seconds": round(model.seconds, 3),
         "model_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        **({model.engine: model.engine_info} if model.engine_info else {}),
         **card_fields,
     }
     (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")

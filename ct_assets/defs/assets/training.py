@@ -21,8 +21,9 @@ def challenger_model(
     context: dg.AssetExecutionContext, settings: SettingsResource, training_dataset: dict
 ) -> dg.Output:
     """A LightGBM challenger trained on the training split, rows in canonical order, fixed seed and
-    threads: the same data and parameters give a byte-identical model. Saved as model.txt plus a
-    card.json (params, seed, data hash, code version, features, row counts, training time)."""
+    threads: the same data and parameters give a byte-identical model. With `[training] engine = "dask"`
+    it trains on the Dask workers instead, reproducible within tolerance only. Saved as model.txt plus a
+    card.json (engine, params, seed, data hash, code version, features, row counts, training time)."""
     s = settings.load()
     ds = DatasetInfo.from_json(training_dataset)
     with training_lock(s):
@@ -48,6 +49,7 @@ def challenger_model(
             "card_path": dg.MetadataValue.path(str(c.folder / lgbm.CARD_FILE)),
             "data_hash": ds.dataset_hash,
             "code_version": c.card["code_version"],
+            "engine": c.card.get("engine", "lightgbm"),
             "rows_train": ds.n_train,
             "training_seconds": round(c.train_seconds, 3),
             "reused_champion": c.reused,

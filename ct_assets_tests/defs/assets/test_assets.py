@@ -273,3 +273,26 @@ def test_nothing_is_pickled(landed: Settings, project: Path, instance: dg.Dagste
         assert set(doc) == {"run_id", "value"}
     challenger = json.loads((handoff / "challenger_model.json").read_text())["value"]
     assert challenger["version"] == "v0001"
+
+
+@pytest.mark.slow
+def test_the_challenger_step_executed_again_in_its_run_trains_nothing_new(
+    landed: Settings, instance: dg.DagsterInstance
+) -> None:
+    """Dask re-runs a finished step whose result was on a lost worker: the step must not register a
+    second version for the same run."""
+    from ct_assets.core import registry
+    from ct_assets.core.datasets.training import load_dataset
+    from ct_assets.core.modeling.challenger import train_challenger
+
+    ct = ingest_and_train(instance)
+    with connect_reader(landed) as con:
+        ds = load_dataset(con, metadata(ct, "training_dataset")["dataset_hash"])
+    again = train_challenger(landed, ds, run_id=ct.run_id, budget_seconds=60, budget_source="test")
+    card = json.loads((landed.paths.models / "v0001" / "card.json").read_text())
+    assert again.version == "v0001" and again.card == card and not again.reused
+    assert sorted(p.name for p in landed.paths.models.iterdir() if not p.name.startswith(".")) == ["v0001"]
+    with connect_reader(landed) as con:
+        assert [m.version for m in registry.models(con)] == ["v0001"]
+    other = train_challenger(landed, ds, run_id="another-run", budget_seconds=60, budget_source="test")
+    assert other.version == "v0002"
