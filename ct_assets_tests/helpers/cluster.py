@@ -273,10 +273,12 @@ class ClusterProject:
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         """Rows of a query on the DuckLake warehouse (a fresh connection in this process)."""
-        from ct_assets.config.settings import ClusterSettings
+        from ct_assets.config.cluster import parse_cluster
         from ct_assets.store import lake
 
-        con = lake.connect(ClusterSettings(**self.cluster))
+        settings = parse_cluster(self.cluster, "the test's [cluster] table")
+        assert settings is not None
+        con = lake.connect(settings)
         try:
             return con.execute(sql, params or []).fetchall()
         finally:
