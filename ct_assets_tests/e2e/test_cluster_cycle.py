@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from ct_assets_tests.helpers.cluster import ClusterProject, Services, cluster_extra_missing
+from ct_assets_tests.helpers.servers import graphql, webserver
+
+CHAMPION_QUERY = """{ assetOrError(assetKey: {path: ["champion_model"]}) {
+  ... on Asset { assetMaterializations(limit: 1) { runId tags { key value } } } } }"""
 
 pytestmark = [
     pytest.mark.cluster,
@@ -57,6 +61,14 @@ def test_a_cycle_promotes_a_champion_that_another_host_reads_back(
         runs = {r.run_id: r for r in inst.get_runs()}
     for run_id in result["runs"].values():  # a's runs, in the shared PostgreSQL instance
         assert runs[run_id].status == dg.DagsterRunStatus.SUCCESS
+
+    # B's web server, on the shared instance, shows A's promotion: champion_model's newest
+    # materialization, from A's CT run, with the champion as its data version.
+    with webserver(b.folder, b.env) as port:
+        asset = graphql(port, CHAMPION_QUERY)["assetOrError"]
+    newest = asset["assetMaterializations"][0]
+    tags = {t["key"]: t["value"] for t in newest["tags"]}
+    assert newest["runId"] in result["runs"].values() and tags["dagster/data_version"] == champion, newest
 
 
 def _download_one(project: ClusterProject, target: Path) -> None:
