@@ -58,7 +58,7 @@ cluster-setup: $(CSTAMP)
 
 ## The cluster-mode tests (real PostgreSQL and a real moto S3 server on 127.0.0.1), in .venv-cluster.
 test-cluster: $(CSTAMP)
-	$(CBIN)/pytest -q -m cluster ct_assets_tests
+	$(CBIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m cluster ct_assets_tests
 
 clean:
 	rm -rf $(VENV) $(CLUSTER_VENV) .pytest_cache .ruff_cache .mypy_cache
