@@ -91,16 +91,31 @@ class LoopbackCluster:
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
+    """SIGTERM to the process group, SIGKILL to what is left of it after `grace` seconds. The whole group
+    is waited for, not only its leader: `dagster dev` exits before its run workers have."""
+    if not _group_alive(proc):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + grace
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group_alive(proc):
+            return
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the leader or any other member of the process group started with `proc` still runs."""
+    if proc.poll() is None:
+        return True
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
