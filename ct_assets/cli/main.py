@@ -225,6 +225,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ct_assets.commands.demo import run_demo
 
+    if args.cluster:
+        from pathlib import Path
+
+        from ct_assets.commands.demo_cluster import run_demo_cluster
+
+        try:
+            return run_demo_cluster(
+                Path(args.dir),
+                host=args.host,
+                port=args.port,
+                interval=args.interval,
+                rows=args.rows,
+                batches=args.batches,
+            )
+        except KeyboardInterrupt:
+            return 130
     return run_demo(
         _settings(),
         host=args.host,

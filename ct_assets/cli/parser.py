@@ -178,6 +178,14 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between landed deltas")
     demo.add_argument("--rows", type=int, default=4000, help="rows per landed delta")
     demo.add_argument("--batches", type=int, default=0, help="stop feeding after this many deltas (0: never)")
+    demo.add_argument(
+        "--cluster",
+        action="store_true",
+        help="cluster mode on this machine: PostgreSQL, an S3 server, Dask scheduler and workers (cluster venv)",
+    )
+    demo.add_argument(
+        "--dir", default="data/demo-cluster", help="with --cluster: the demo's folder (recreated on start)"
+    )
 
 
 def _add_batch(sub: Any) -> None:
