@@ -125,19 +125,18 @@ def _as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
-def start_postgres(cluster: LoopbackCluster) -> None:
-    """initdb + start on a free loopback port + the project's databases (about 0.8 s)."""
-    root = cluster.root / "postgres"
+def start_postgres_server(root: Path, port: int, password: str, *, durable: bool = True) -> Path:
+    """initdb a cluster under `root` (role PG_USER with `password`) listening on 127.0.0.1:`port` and its
+    own socket folder, and start it; returns its data folder. `durable=False` turns fsync off (tests)."""
     data, sock = root / "data", root / "sock"
     sock.mkdir(parents=True, exist_ok=True)
     pwfile = root / "pwfile"
-    pwfile.write_text(PG_PASSWORD + "\n")
+    pwfile.write_text(password + "\n")
     pwfile.chmod(0o600)
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
         for p in (root, sock, pwfile):
             os.chown(p, owner.pw_uid, owner.pw_gid)
-    port = free_port()
     binary = postgres_bin()
     _as_postgres(
         [str(binary / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "--auth-local=trust",
@@ -146,14 +145,27 @@ def start_postgres(cluster: LoopbackCluster) -> None:
     with (data / "postgresql.conf").open("a") as conf:
         conf.write(
             f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = '{sock}'\n"
-            "max_connections = 200\n"
+            "max_connections = 200\n" + ("" if durable else "fsync = off\nsynchronous_commit = off\n")
         )
     _as_postgres(
         [str(binary / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "30", "start"]
     )
-    cluster.pg_data = data
+    return data
+
+
+def stop_postgres_server(data: Path, mode: str = "fast") -> None:
+    _as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"])
+
+
+def start_postgres(cluster: LoopbackCluster) -> None:
+    """initdb + start on a free loopback port + the project's databases (about 0.8 s)."""
+    root = cluster.root / "postgres"
+    port = free_port()
+    cluster.pg_data = start_postgres_server(root, port, PG_PASSWORD)
     for db in DATABASES:
-        _as_postgres([str(binary / "createdb"), "-h", str(sock), "-p", str(port), "-U", PG_USER, db])
+        _as_postgres(
+            [str(postgres_bin() / "createdb"), "-h", str(root / "sock"), "-p", str(port), "-U", PG_USER, db]
+        )
     cluster.env.update(PGHOST=HOST, PGPORT=str(port), PGUSER=PG_USER, PGPASSWORD=PG_PASSWORD, PGDATABASE="ct")
 
 

@@ -46,63 +46,16 @@ class Postgres:
     bin: Path
     port: int
 
-    def _as_pg(self, *cmd: str) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
-
     def start(self) -> None:
-        data, sock = self.root / "data", self.root / "sock"
-        sock.mkdir(parents=True)
-        pwfile = self.root / "pwfile"
-        pwfile.write_text(PG_PASSWORD + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-            for p in (sock, pwfile):
-                shutil.chown(p, "postgres", "postgres")
-        pwfile.chmod(0o600)
-        run = dict(check=True, capture_output=True, text=True)
-        subprocess.run(
-            self._as_pg(
-                str(self.bin / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                PG_USER,
-                f"--pwfile={pwfile}",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ),
-            **run,  # type: ignore[call-overload]
-        )
-        with open(data / "postgresql.conf", "a") as conf:
-            conf.write(
-                f"listen_addresses = '{HOST}'\nport = {self.port}\nunix_socket_directories = '{sock}'\n"
-                "max_connections = 200\nfsync = off\nsynchronous_commit = off\n"
-            )
-        subprocess.run(
-            self._as_pg(
-                str(self.bin / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(self.root / "postgres.log"),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ),
-            **run,  # type: ignore[call-overload]
-        )
+        from ct_assets.tools.loopback_cluster import start_postgres_server
+
+        start_postgres_server(self.root, self.port, PG_PASSWORD, durable=False)
 
     def stop(self) -> None:
-        subprocess.run(
-            self._as_pg(
-                str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"
-            ),
-            capture_output=True,
-        )
+        from ct_assets.tools.loopback_cluster import stop_postgres_server
+
+        with contextlib.suppress(subprocess.CalledProcessError):
+            stop_postgres_server(self.root / "data", mode="immediate")
 
     def env(self) -> dict[str, str]:
         return {"PGHOST": HOST, "PGPORT": str(self.port), "PGUSER": PG_USER, "PGPASSWORD": PG_PASSWORD}
