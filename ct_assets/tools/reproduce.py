@@ -18,7 +18,7 @@ from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.golden import read_golden
 from ct_assets.core.datasets.training import load_dataset, read_split
-from ct_assets.core.modeling import dask_training, shared
+from ct_assets.core.modeling import dask_shares, dask_training, shared
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.core.modeling.metrics import roc_auc
 from ct_assets.errors import DataError, RegistryError
@@ -46,19 +46,12 @@ def reproduce(settings: Settings, version: str) -> Reproduction:
     """Retrain `version` from the warehouse and say whether the model file comes out byte-identical."""
     stored = shared.load(settings, version)
     started = time.perf_counter()
+    dask = stored.card.get("engine") == "dask"
     with connect_reader(settings, wait_seconds=60) as con:
         rec = registry.model(con, version)
         if rec is None:
             raise RegistryError(f"{version} is not a registered model")
         ds = load_dataset(con, rec.dataset_hash)
-        try:
-            # Every value is hashed again: a row edited in place since training shows up here.
-            train = read_split(con, settings, ds, "train", recompute_hashes=True)
-        except DataError as e:
-            return Reproduction(
-                version, False, f"data hash mismatch: {e}", rec.dataset_hash, 0, time.perf_counter() - started
-            )
-        dask = stored.card.get("engine") == "dask"
         golden = None
         if dask:
             if not stored.card.get("golden_hash"):
@@ -66,14 +59,36 @@ def reproduce(settings: Settings, version: str) -> Reproduction:
                     f"{version} was trained on Dask and its card names no golden set to compare on"
                 )
             golden = read_golden(con, settings, stored.card["golden_hash"])
+        train = None
+        if not (dask and settings.cluster is not None):
+            try:
+                # Every value is hashed again: a row edited in place since training shows up here.
+                train = read_split(con, settings, ds, "train", recompute_hashes=True)
+            except DataError as e:
+                return mismatch(version, e, rec.dataset_hash, started)
     card = stored.card
     params = dict(card["params"])
-    weights = lgbm.sample_weights(train, settings.columns.exploration, card.get("exploration_weight"))
-    trainer = dask_training.train if dask else lgbm.train
-    retrained = trainer(train, settings, params=params, features=card["features"], weights=weights)
+    if train is None:  # DuckLake: each worker reads (and hashes again) its own share
+        try:
+            retrained = dask_shares.train_on_shares(
+                settings,
+                ds,
+                params,
+                features=card["features"],
+                exploration_weight=card.get("exploration_weight"),
+                recompute_hashes=True,
+            ).trained
+        except DataError as e:
+            return mismatch(version, e, rec.dataset_hash, started)
+        rows = ds.n_train
+    else:
+        weights = lgbm.sample_weights(train, settings.columns.exploration, card.get("exploration_weight"))
+        trainer = dask_training.train if dask else lgbm.train
+        retrained = trainer(train, settings, params=params, features=card["features"], weights=weights)
+        rows = train.height
     if golden is not None:
         again = lgbm.LoadedModel(retrained.booster, card, stored.path)
-        return within_tolerance(settings, stored, again, golden, rec.dataset_hash, train.height, started)
+        return within_tolerance(settings, stored, again, golden, rec.dataset_hash, rows, started)
     text = retrained.booster.model_to_string()
     original = (lgbm.model_dir(settings.paths.models, version) / lgbm.MODEL_FILE).read_text(encoding="utf-8")
     seconds = time.perf_counter() - started
@@ -81,10 +96,10 @@ def reproduce(settings: Settings, version: str) -> Reproduction:
         return Reproduction(
             version,
             True,
-            f"byte-identical model.txt ({len(text)} bytes) from {train.height} rows "
+            f"byte-identical model.txt ({len(text)} bytes) from {rows} rows "
             f"with data hash {rec.dataset_hash}",
             rec.dataset_hash,
-            train.height,
+            rows,
             seconds,
         )
     diff = next(
@@ -101,8 +116,15 @@ def reproduce(settings: Settings, version: str) -> Reproduction:
         f"the data matches (hash {rec.dataset_hash}) but the retrained model "
         f"differs; first difference: {diff[:160]}",
         rec.dataset_hash,
-        train.height,
+        rows,
         seconds,
+    )
+
+
+def mismatch(version: str, error: DataError, data_hash: str, started: float) -> Reproduction:
+    """Not reproducible: the rows read are not the data set's recorded ones."""
+    return Reproduction(
+        version, False, f"data hash mismatch: {error}", data_hash, 0, time.perf_counter() - started
     )
 
 

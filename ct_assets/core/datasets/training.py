@@ -320,6 +320,35 @@ def frame_hash(row_hashes: np.ndarray) -> str:
     return data_hash(len(h), total, xor)
 
 
+def stored_columns(con: duckdb.DuckDBPyConnection) -> str:
+    """The select list of a data set's rows as read: every stored user column, `_row_hash`, `_batch_id`."""
+    names = ", ".join(quote(n) for n, _ in user_columns(con))
+    return f"{names}, _row_hash, _batch_id"
+
+
+def split_sql(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ds: DatasetInfo,
+    part: str,
+    columns: str,
+    *,
+    recompute_hashes: bool = False,
+) -> tuple[str, dict]:
+    """`SELECT columns` over the train or holdout rows of a recorded data set (in no order) and its
+    parameters; `recompute_hashes` puts each row's hash recomputed from its values in `_row_hash`."""
+    if part not in ("train", "holdout"):
+        raise ValueError(part)
+    et = quote(settings.columns.event_time)
+    row_hash = batch_hash_sql(con, "row", "d") if recompute_hashes else None
+    selection = selection_sql(settings, ds.selection, ds.excluded_batches, row_hash=row_hash)
+    cmp = "<" if part == "train" else ">="
+    return (
+        f"SELECT {columns} FROM ({selection}) WHERE {et} {cmp} $boundary",
+        {**ds.params(), "boundary": ds.holdout_start_time},
+    )
+
+
 def read_split(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -339,26 +368,21 @@ def read_split(
     (nearly free); `recompute_hashes` hashes every value again, each batch over the columns it was
     stored with (what `reproduce` does, to catch rows edited in place).
     """
-    if part not in ("train", "holdout"):
-        raise ValueError(part)
-    et = quote(settings.columns.event_time)
-    names = ", ".join(quote(n) for n, _ in user_columns(con))
-    row_hash = batch_hash_sql(con, "row", "d") if recompute_hashes else None
-    selection = selection_sql(settings, ds.selection, ds.excluded_batches, row_hash=row_hash)
-    cmp = "<" if part == "train" else ">="
-    sql = (
-        f"SELECT {names}, _row_hash, _batch_id FROM ({selection}) "
-        f"WHERE {et} {cmp} $boundary ORDER BY {key_order(settings)}"
-    )
-    frame = con.sql(sql, params={**ds.params(), "boundary": ds.holdout_start_time}).pl()
+    query, params = split_sql(con, settings, ds, part, stored_columns(con), recompute_hashes=recompute_hashes)
+    sql = f"{query} ORDER BY {key_order(settings)}"
+    frame = con.sql(sql, params=params).pl()
+    check_rows_read(ds, part, frame.height, frame_hash(frame["_row_hash"].to_numpy()))
+    drop = [c for c, keep in (("_row_hash", with_row_hashes), ("_batch_id", with_batch_ids)) if not keep]
+    return frame.drop(drop)
+
+
+def check_rows_read(ds: DatasetInfo, part: str, rows: int, got_hash: str) -> None:
+    """Raise DataError unless the rows read of a data set's part are its recorded ones (count and hash)."""
     expected_rows, expected_hash = (
         (ds.n_train, ds.train_hash) if part == "train" else (ds.n_holdout, ds.holdout_hash)
     )
-    got = frame_hash(frame["_row_hash"].to_numpy())
-    if frame.height != expected_rows or got != expected_hash:
+    if rows != expected_rows or got_hash != expected_hash:
         raise DataError(
-            f"data set {ds.dataset_hash}: the {part} rows read ({frame.height} rows, hash {got}) differ from the "
+            f"data set {ds.dataset_hash}: the {part} rows read ({rows} rows, hash {got_hash}) differ from the "
             f"recorded ones ({expected_rows} rows, hash {expected_hash}): the warehouse rows behind it changed"
         )
-    drop = [c for c, keep in (("_row_hash", with_row_hashes), ("_batch_id", with_batch_ids)) if not keep]
-    return frame.drop(drop)

@@ -19,7 +19,7 @@ from ct_assets.common.stopwatch import Stopwatch
 from ct_assets.config import Settings
 from ct_assets.core import registry
 from ct_assets.core.datasets.training import DatasetInfo, read_split
-from ct_assets.core.modeling import dask_training, shared
+from ct_assets.core.modeling import dask_shares, dask_training, shared
 from ct_assets.core.modeling import model as lgbm
 from ct_assets.core.monitoring import signals as monitoring
 from ct_assets.core.triggers.snapshot import writer_keeping_snapshot
@@ -125,20 +125,8 @@ def train_challenger(
     if again is not None:
         return again
     watch = Stopwatch()
-    with connect_writer(s) as con:
-        train_rows = read_split(con, s, ds, "train")
-    watch.lap("read")
+    trained, positives, profile = _train(s, ds, watch, budget_seconds, budget_source)
     flag = s.columns.exploration
-    weights = lgbm.sample_weights(train_rows, flag, s.dataset.exploration_weight)
-    trainer = dask_training.train if s.training_engine == "dask" else lgbm.train
-    trained = trainer(
-        train_rows, s, budget_seconds=budget_seconds, budget_source=budget_source, weights=weights
-    )
-    watch.lap("train")
-    positives = int(lgbm.labels(train_rows, s).sum())
-    profile = monitoring.feature_profile(train_rows, s)
-    del train_rows
-    watch.lap("feature profile")
     card_extra = {
         "data_hash": ds.dataset_hash,
         "train_hash": ds.train_hash,
@@ -159,6 +147,37 @@ def train_challenger(
     version, folder, card = _save_and_register(s, ds, trained, card_extra, run_id)
     watch.lap("save and register")
     return Challenger(version, folder, card, trained.booster, trained.params, trained.seconds, watch.seconds)
+
+
+def _train(
+    s: Settings, ds: DatasetInfo, watch: Stopwatch, budget_seconds: float, budget_source: str
+) -> tuple[lgbm.TrainedModel, int, dict[str, Any]]:
+    """The trained model, its positive training rows and the features' reference profile. On DuckLake
+    with `[training] engine = "dask"`, each worker reads its own share of the rows (dask_shares);
+    otherwise this process reads them all, then trains (in itself, or on Dask from its copy)."""
+    weight = s.dataset.exploration_weight
+    if s.training_engine == "dask" and s.cluster is not None:
+        on_workers = dask_shares.train_on_shares(
+            s, ds, exploration_weight=weight, budget_seconds=budget_seconds, budget_source=budget_source
+        )
+        watch.lap("read and train on the workers")
+        profile = monitoring.feature_profile(on_workers.profile_rows, s)
+        watch.lap("feature profile")
+        return on_workers.trained, on_workers.positives, profile
+    with connect_writer(s) as con:
+        train_rows = read_split(con, s, ds, "train")
+    watch.lap("read")
+    weights = lgbm.sample_weights(train_rows, s.columns.exploration, weight)
+    trainer = dask_training.train if s.training_engine == "dask" else lgbm.train
+    trained = trainer(
+        train_rows, s, budget_seconds=budget_seconds, budget_source=budget_source, weights=weights
+    )
+    watch.lap("train")
+    positives = int(lgbm.labels(train_rows, s).sum())
+    profile = monitoring.feature_profile(train_rows, s)
+    del train_rows
+    watch.lap("feature profile")
+    return trained, positives, profile
 
 
 def _save_and_register(

@@ -98,6 +98,58 @@ def _seceded() -> Iterator[None]:
         rejoin()
 
 
+@contextlib.contextmanager
+def connected(address: str | None = None) -> Iterator[tuple[Any, str, list[str]]]:
+    """A client of the scheduler at `address` (default $CT_DASK_SCHEDULER), the address and the sorted
+    worker addresses; inside a Dask task, with this thread seceded (see _seceded)."""
+    from distributed import Client
+
+    address = address or scheduler_address()
+    try:
+        client = Client(address, timeout=CONNECT_SECONDS)
+    except OSError as e:
+        raise CtError(f"cannot reach the Dask scheduler at {address} (${SCHEDULER_ENV}): {e}") from None
+    with client, _seceded():
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise CtError(f"the Dask scheduler at {address} has no workers")
+        yield client, address, workers
+
+
+def fit(
+    client: Any,
+    params: dict[str, Any],
+    features: list[dict[str, Any]],
+    x: Any,
+    y: Any,
+    weights: Any | None,
+    budget_seconds: float | None,
+    budget_source: str,
+) -> tuple[Any, int]:
+    """`DaskLGBMClassifier` fitted on dask arrays whose chunks lie on the workers; the booster and the
+    socket time-out used (minutes)."""
+    import lightgbm as lgb
+
+    fit_args: dict[str, Any] = {
+        "feature_name": [f["name"] for f in features],
+        "categorical_feature": lgbm.categorical_names(features),
+    }
+    if weights is not None:
+        fit_args["sample_weight"] = weights
+    if budget_seconds is not None:
+        # Runs on the workers: a wall-clock deadline, since perf_counter differs between processes.
+        deadline = lgbm.budget_callback(
+            budget_seconds, time.time(), lgbm.num_rounds(params), budget_source, clock=time.time
+        )
+        fit_args["callbacks"] = [deadline]
+    time_out = int(params.get("time_out", DEFAULT_TIME_OUT_MINUTES))
+    clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
+    # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
+    with contextlib.redirect_stdout(sys.stderr):
+        clf.fit(x, y, **fit_args)
+    return clf.booster_, time_out
+
+
 def train(
     train_frame: pl.DataFrame,
     settings: Settings,
@@ -110,47 +162,28 @@ def train(
     address: str | None = None,
 ) -> lgbm.TrainedModel:
     """Train like `model.train`, but with `lightgbm.dask.DaskLGBMClassifier` on the workers of the
-    scheduler at `address` (default $CT_DASK_SCHEDULER), one even slice of the rows on each worker."""
-    import lightgbm as lgb
-    from distributed import Client
-
+    scheduler at `address` (default $CT_DASK_SCHEDULER), one even slice of the rows on each worker:
+    this process holds every row (the embedded warehouse; on DuckLake each worker reads its own share,
+    core.modeling.dask_shares)."""
     params, features, x, y = lgbm.training_input(train_frame, settings, params, features)
-    address = address or scheduler_address()
     started = time.perf_counter()
-    try:
-        client = Client(address, timeout=CONNECT_SECONDS)
-    except OSError as e:
-        raise CtError(f"cannot reach the Dask scheduler at {address} (${SCHEDULER_ENV}): {e}") from None
-    with client, _seceded():
-        workers = sorted(client.scheduler_info()["workers"])
-        if not workers:
-            raise CtError(f"the Dask scheduler at {address} has no workers")
+    with connected(address) as (client, address, workers):
         bounds = even_bounds(len(y), len(workers))
-        fit_args: dict[str, Any] = {
-            "feature_name": [f["name"] for f in features],
-            "categorical_feature": lgbm.categorical_names(features),
-        }
-        if weights is not None:
-            fit_args["sample_weight"] = _scattered(client, weights, bounds, workers)
-        if budget_seconds is not None:
-            # Runs on the workers: a wall-clock deadline, since perf_counter differs between processes.
-            deadline = lgbm.budget_callback(
-                budget_seconds, time.time(), lgbm.num_rounds(params), budget_source, clock=time.time
-            )
-            fit_args["callbacks"] = [deadline]
-        time_out = params.get("time_out", DEFAULT_TIME_OUT_MINUTES)
-        clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
-        features_on, labels_on = (_scattered(client, a, bounds, workers) for a in (x, y))
-        # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
-        with contextlib.redirect_stdout(sys.stderr):
-            clf.fit(features_on, labels_on, **fit_args)
-        booster = clf.booster_
-    info = {
+        x_on, y_on = (_scattered(client, a, bounds, workers) for a in (x, y))
+        w_on = None if weights is None else _scattered(client, weights, bounds, workers)
+        booster, time_out = fit(client, params, features, x_on, y_on, w_on, budget_seconds, budget_source)
+    info = engine_info(address, [end - start for start, end in bounds], booster, time_out, "this process")
+    return lgbm.TrainedModel(booster, features, params, time.perf_counter() - started, "dask", info)
+
+
+def engine_info(address: str, rows: list[int], booster: Any, time_out: int, read_by: str) -> dict[str, Any]:
+    """The card's "dask" entry."""
+    return {
         "scheduler": address,
-        "workers": len(bounds),
-        "rows_per_worker": [end - start for start, end in bounds],
+        "workers": len(rows),
+        "rows_per_worker": rows,
+        "rows_read_by": read_by,  # "this process" (then scattered) or "each worker" (its own share)
         # What LightGBM's collective actually joined: Dask may move a partition off its worker.
         "machines": machines_of(booster),
         "time_out_minutes": time_out,
     }
-    return lgbm.TrainedModel(booster, features, params, time.perf_counter() - started, "dask", info)

@@ -49,16 +49,18 @@ def code_version() -> str:
 
 def feature_spec(settings: Settings, train: pl.DataFrame) -> list[dict[str, Any]]:
     """Features with the category lists that fix their integer codes (from the config, else the data)."""
+    return feature_spec_from(settings, lambda name: sorted(train[name].drop_nulls().unique().to_list()))
+
+
+def feature_spec_from(
+    settings: Settings, data_categories: Callable[[str], list[Any]]
+) -> list[dict[str, Any]]:
+    """feature_spec with the training data's sorted distinct values of a column given by `data_categories`."""
     spec = []
     for f in settings.features:
         item: dict[str, Any] = {"name": f.name, "kind": f.kind}
         if f.kind == "categorical":
-            cats = (
-                list(f.categories)
-                if f.categories
-                else sorted(x for x in train[f.name].drop_nulls().unique().to_list())
-            )
-            item["categories"] = cats
+            item["categories"] = list(f.categories) if f.categories else data_categories(f.name)
         spec.append(item)
     return spec
 

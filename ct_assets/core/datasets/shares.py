@@ -1,0 +1,96 @@
+"""A data set's train rows in shares, one per worker: consecutive ranges of the canonical order (event
+time, then row id or row hash), cut where the key changes, so that the shares read one after another are
+exactly the rows, in the order, that `read_split` gives, and no one process has to hold them all.
+
+What `[training] engine = "dask"` reads on a DuckLake warehouse: the step plans the shares (one query
+over the two key columns), each worker reads its own (core.modeling.dask_shares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ct_assets.config import Settings
+from ct_assets.core.datasets.keys import key_column, key_order
+from ct_assets.core.datasets.training import DatasetInfo, split_sql, stored_columns
+from ct_assets.store.sql import quote
+
+
+@dataclass(frozen=True)
+class ShareRange:
+    """Rows [start, next share's start) of the canonical order, named by their keys."""
+
+    start: int  # the position of its first row in the canonical order
+    lo: tuple[Any, Any] | None  # (event time, key) of its first row; None: from the first row
+    hi: tuple[Any, Any] | None  # (event time, key) of the next share's first row; None: to the last row
+
+
+def plan_shares(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, parts: int
+) -> list[ShareRange]:
+    """`parts` shares of the train rows whose sizes differ by one at most (fewer when a cut would fall
+    between rows of one key: the cut moves to that key's first row, and cuts that meet merge)."""
+    n = ds.n_train
+    wanted = sorted({n * i // parts for i in range(1, max(1, min(parts, n)))})
+    if not wanted:
+        return [ShareRange(0, None, None)]
+    et, key = quote(settings.columns.event_time), key_column(settings)
+    query, params = split_sql(con, settings, ds, "train", f"{et} AS _t, {key} AS _k")
+    positions = ", ".join(str(p) for p in wanted)
+    rows = con.execute(
+        f"SELECT _t, _k, _first FROM (SELECT _t, _k, rank() OVER w - 1 AS _first, row_number() OVER w - 1 AS _pos "
+        f"FROM ({query}) WINDOW w AS (ORDER BY _t, _k)) WHERE _pos IN ({positions}) ORDER BY _pos",
+        params,
+    ).fetchall()
+    cuts: dict[int, tuple[Any, Any]] = {}
+    for t, k, first in rows:
+        if first > 0:
+            cuts.setdefault(int(first), (t, k))
+    starts = [0, *sorted(cuts)]
+    keys: list[tuple[Any, Any] | None] = [None, *(cuts[s] for s in starts[1:])]
+    return [ShareRange(s, keys[i], keys[i + 1] if i + 1 < len(keys) else None) for i, s in enumerate(starts)]
+
+
+def read_share(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ds: DatasetInfo,
+    share: ShareRange,
+    *,
+    recompute_hashes: bool = False,
+) -> pl.DataFrame:
+    """The rows of one share, in canonical order, with every stored user column, `_row_hash` and
+    `_batch_id` (as read_split, which checks the hash; a share's hash is checked summed with the others')."""
+    et, key = quote(settings.columns.event_time), key_column(settings)
+    query, params = split_sql(
+        con, settings, ds, "train", stored_columns(con), recompute_hashes=recompute_hashes
+    )
+    where = []
+    if share.lo is not None:
+        where.append(f"({et} > $lo_t OR ({et} = $lo_t AND {key} >= $lo_k))")
+        params.update(lo_t=share.lo[0], lo_k=share.lo[1])
+    if share.hi is not None:
+        where.append(f"({et} < $hi_t OR ({et} = $hi_t AND {key} < $hi_k))")
+        params.update(hi_t=share.hi[0], hi_k=share.hi[1])
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    return con.sql(f"SELECT * FROM ({query}){condition} ORDER BY {key_order(settings)}", params=params).pl()
+
+
+def train_categories(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo
+) -> Callable[[str], list[Any]]:
+    """The distinct non-null values of a column over the train rows, sorted (a categorical feature's
+    categories when the config lists none: model.feature_spec)."""
+
+    def of(name: str) -> list[Any]:
+        query, params = split_sql(con, settings, ds, "train", f"DISTINCT {quote(name)} AS v")
+        return sorted(
+            v for (v,) in con.execute(f"SELECT v FROM ({query}) WHERE v IS NOT NULL", params).fetchall()
+        )
+
+    return of
