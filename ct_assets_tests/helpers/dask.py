@@ -44,7 +44,7 @@ def absolute_paths(project: Path) -> dict[str, str]:
 class DaskCluster:
     address: str
     scheduler: subprocess.Popen[Any]
-    workers: list[subprocess.Popen[Any]]  # started --no-nanny: a task runs in this very process
+    workers: list[subprocess.Popen[Any]]  # by default started --no-nanny: a task runs in this very process
     folders: list[Path]  # each worker's working folder
 
 
@@ -58,11 +58,12 @@ def _start(args: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subpro
 
 @contextlib.contextmanager
 def dask_cluster(
-    root: Path, workers: int = 2, env: dict[str, str] | None = None, threads: int = 1
+    root: Path, workers: int = 2, env: dict[str, str] | None = None, threads: int = 1, *, nanny: bool = False
 ) -> Iterator[DaskCluster]:
     """`dask scheduler` and `workers` × `dask worker` (`threads` threads each) on 127.0.0.1, with the current
     environment plus $CT_DASK_SCHEDULER and `env`; waits until every worker has registered, and stops
-    them all on exit."""
+    them all on exit. With `nanny`, each worker runs under its nanny (dask's default: a worker process
+    that dies or is restarted comes back), and `workers` are the nannies' processes."""
     from distributed import Client
 
     dask = str(Path(sys.executable).parent / "dask")
@@ -82,7 +83,8 @@ def dask_cluster(
         folders = [root / f"w{i + 1}" for i in range(workers)]
         for folder in folders:
             cmd = [dask, "worker", address, "--name", folder.name, "--host", HOST, "--nthreads", str(threads)]
-            cmd += ["--no-nanny", "--no-dashboard", "--local-directory", str(folder / "dask-scratch")]
+            cmd += ["--nanny" if nanny else "--no-nanny", "--no-dashboard"]
+            cmd += ["--local-directory", str(folder / "dask-scratch")]
             procs.append(_start(cmd, folder, root / f"{folder.name}.log", full_env))
         deadline = time.monotonic() + START_TIMEOUT
         while True:

@@ -15,6 +15,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,9 @@ SCHEDULER_ENV = "CT_DASK_SCHEDULER"
 # LightGBM's socket time-out, in minutes (its default, 120, lets one lost worker hang a fit for 2 h).
 DEFAULT_TIME_OUT_MINUTES = 2
 CONNECT_SECONDS = 30
+WATCH_SECONDS = 1.0  # how often training checks that its workers are still there
+RESTART_SECONDS = 60
+LOST_GRACE_SECONDS = 5.0  # after LightGBM fails, how long to look for a lost worker behind it
 
 
 def scheduler_address() -> str:
@@ -144,10 +148,88 @@ def fit(
         fit_args["callbacks"] = [deadline]
     time_out = int(params.get("time_out", DEFAULT_TIME_OUT_MINUTES))
     clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
+    workers = sorted(client.scheduler_info()["workers"])
     # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
-    with contextlib.redirect_stdout(sys.stderr):
-        clf.fit(x, y, **fit_args)
+    with contextlib.redirect_stdout(sys.stderr), _watching(client, workers) as lost:
+        try:
+            clf.fit(x, y, **fit_args)
+        except Exception:
+            # LightGBM on the worker left may fail first ("Socket recv error"), before the watcher
+            # sees the loss: ask the scheduler again before taking the error as it is.
+            lost.extend(w for w in _gone(client, workers, LOST_GRACE_SECONDS) if w not in lost)
+            if not lost:
+                raise
+    if lost:
+        raise WorkerLost(
+            f"Dask worker {', '.join(lost)} left the cluster while LightGBM trained on it: training "
+            f"stopped and no model was saved; {_restart_survivors(client, [w for w in workers if w not in lost])}"
+        )
     return clf.booster_, time_out
+
+
+def _restart_survivors(client: Any, survivors: list[str]) -> str:
+    """Restart the workers that trained beside a lost one through their nannies (their LightGBM task
+    can wait for the lost peer forever, holding a thread: measured stuck in LGBM_NetworkInit), but not
+    the worker this step runs on. Says what was done and what is left to do, for the error message."""
+    here = _current_worker()
+    others = [w for w in survivors if w != here]
+    after = f"restart {here} (this step's worker) before the next run" if here in survivors else "run again"
+    if not others:
+        return after
+    try:
+        answers = client.restart_workers(others, timeout=RESTART_SECONDS, raise_for_error=False)
+    except ValueError as e:  # a worker started with --no-nanny cannot be restarted from here
+        return f"restart {', '.join(others)} before the next run, LightGBM there may wait for the lost peer ({e})"
+    failed = {w: str(a) for w, a in answers.items() if a != "OK"}
+    if failed:
+        return f"restarting {', '.join(failed)} failed ({'; '.join(failed.values())}): restart them by hand"
+    return f"the workers that trained beside it were restarted ({', '.join(others)}); {after}"
+
+
+def _gone(client: Any, workers: list[str], wait_seconds: float = 0.0) -> list[str]:
+    """Which of `workers` the scheduler no longer has, asking until one is gone or `wait_seconds` pass
+    (an unanswered question counts as none gone)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with contextlib.suppress(Exception):
+            gone = sorted(set(workers) - set(client.scheduler_info()["workers"]))
+            if gone:
+                return gone
+        if time.monotonic() >= deadline:
+            return []
+        time.sleep(0.2)
+
+
+class WorkerLost(CtError):
+    """A Dask worker left the cluster during training."""
+
+
+@contextlib.contextmanager
+def _watching(client: Any, workers: list[str], poll_seconds: float = WATCH_SECONDS) -> Iterator[list[str]]:
+    """While the block runs, check every `poll_seconds` that each of `workers` is still in the cluster.
+    When one has left, cancel every future of this client, which ends the block's wait on LightGBM: its
+    training task pinned to the lost worker would otherwise wait for that worker forever. Yields the
+    list the lost workers' addresses are added to."""
+    from distributed import Future
+
+    lost: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_seconds):
+            gone = _gone(client, workers)
+            if gone:
+                lost.extend(gone)
+                client.cancel([Future(key, client) for key in list(client.futures)], force=True)
+                return
+
+    watcher = threading.Thread(target=watch, name="ct-dask-worker-watch", daemon=True)
+    watcher.start()
+    try:
+        yield lost
+    finally:
+        done.set()
+        watcher.join()
 
 
 def train(
