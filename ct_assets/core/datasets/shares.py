@@ -62,14 +62,18 @@ def read_share(
     ds: DatasetInfo,
     share: ShareRange,
     *,
+    columns: list[str] | None = None,
     recompute_hashes: bool = False,
 ) -> pl.DataFrame:
-    """The rows of one share, in canonical order, with every stored user column, `_row_hash` and
-    `_batch_id` (as read_split, which checks the hash; a share's hash is checked summed with the others')."""
+    """The rows of one share, in canonical order, with every stored user column (or only `columns`),
+    `_row_hash` and `_batch_id` (as read_split, which checks the hash; a share's hash is checked summed
+    with the others')."""
     et, key = quote(settings.columns.event_time), key_column(settings)
-    query, params = split_sql(
-        con, settings, ds, "train", stored_columns(con), recompute_hashes=recompute_hashes
-    )
+    select = stored_columns(con)
+    if columns is not None:  # and the canonical order's key columns, which the range and the order use
+        order = [settings.columns.event_time, *([settings.columns.row_id] if settings.columns.row_id else [])]
+        select = ", ".join([*map(quote, dict.fromkeys([*order, *columns])), "_row_hash", "_batch_id"])
+    query, params = split_sql(con, settings, ds, "train", select, recompute_hashes=recompute_hashes)
     where = []
     if share.lo is not None:
         where.append(f"({et} > $lo_t OR ({et} = $lo_t AND {key} >= $lo_k))")

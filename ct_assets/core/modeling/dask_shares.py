@@ -75,8 +75,15 @@ def load_share(
     recompute_hashes: bool,
 ) -> Share:
     """Run on a worker: read the share from the lake and make it ready to train on."""
+    c = settings.columns
+    # Only what training, the profile and the card use: the features (a card's, which may name one the
+    # config dropped since), the label and the exploration flag.
+    wanted = [f["name"] for f in features] + settings.feature_names + [c.label]
+    wanted += [c.exploration] if c.exploration else []
     with connect_reader(settings, wait_seconds=READ_WAIT_SECONDS) as con:
-        frame = shares.read_share(con, settings, ds, share, recompute_hashes=recompute_hashes)
+        frame = shares.read_share(
+            con, settings, ds, share, columns=list(dict.fromkeys(wanted)), recompute_hashes=recompute_hashes
+        )
     hashes = frame["_row_hash"].to_numpy().astype(np.uint64, copy=False)
     y = lgbm.labels(frame, settings)
     weights = lgbm.sample_weights(frame, settings.columns.exploration, exploration_weight)
