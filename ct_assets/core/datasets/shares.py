@@ -2,8 +2,8 @@
 time, then row id or row hash), cut where the key changes, so that the shares read one after another are
 exactly the rows, in the order, that `read_split` gives, and no one process has to hold them all.
 
-What `[training] engine = "dask"` reads on a DuckLake warehouse: the step plans the shares (one query
-over the two key columns), each worker reads its own (core.modeling.dask_shares).
+What `[training] engine = "dask"` reads on a DuckLake warehouse: the step plans the shares (a sample of
+the key columns, then one count), each worker reads its own (core.modeling.dask_shares).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from ct_assets.core.datasets.keys import key_column, key_order
 from ct_assets.core.datasets.training import DatasetInfo, split_sql, stored_columns
 from ct_assets.store.sql import quote
 
+PLAN_SAMPLE_ROWS = 100_000  # keys sampled to place the cuts (the step's memory for planning is bounded by it)
+
 
 @dataclass(frozen=True)
 class ShareRange:
@@ -31,26 +33,42 @@ class ShareRange:
 
 
 def plan_shares(
-    con: duckdb.DuckDBPyConnection, settings: Settings, ds: DatasetInfo, parts: int
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ds: DatasetInfo,
+    parts: int,
+    sample_rows: int = PLAN_SAMPLE_ROWS,
 ) -> list[ShareRange]:
-    """`parts` shares of the train rows whose sizes differ by one at most (fewer when a cut would fall
-    between rows of one key: the cut moves to that key's first row, and cuts that meet merge)."""
+    """`parts` shares of the train rows, even in size: exactly (sizes differ by one at most) up to
+    `sample_rows` train rows; beyond, cut at the keys of a reservoir sample of that many rows, so that
+    the step never holds or sorts every key (each share within about 1/sqrt(sample_rows) of even).
+    Either way a cut falls on a key's first row (rows of one key never straddle two shares; cuts that
+    meet merge), and each share's start is an exact count of the rows before its key."""
     n = ds.n_train
-    wanted = sorted({n * i // parts for i in range(1, max(1, min(parts, n)))})
-    if not wanted:
+    parts = max(1, min(parts, n))
+    if parts == 1:
         return [ShareRange(0, None, None)]
     et, key = quote(settings.columns.event_time), key_column(settings)
     query, params = split_sql(con, settings, ds, "train", f"{et} AS _t, {key} AS _k")
-    positions = ", ".join(str(p) for p in wanted)
-    rows = con.execute(
-        f"SELECT _t, _k, _first FROM (SELECT _t, _k, rank() OVER w - 1 AS _first, row_number() OVER w - 1 AS _pos "
-        f"FROM ({query}) WINDOW w AS (ORDER BY _t, _k)) WHERE _pos IN ({positions}) ORDER BY _pos",
-        params,
-    ).fetchall()
+    sample = sorted(
+        con.execute(
+            f"SELECT _t, _k FROM ({query}) USING SAMPLE reservoir({int(sample_rows)} ROWS) REPEATABLE (1)",
+            params,
+        ).fetchall()
+    )
+    if not sample:
+        return [ShareRange(0, None, None)]
+    candidates = list(dict.fromkeys(sample[len(sample) * i // parts] for i in range(1, parts)))
+    before = ", ".join(
+        f"count(*) FILTER (WHERE _t < $t{i} OR (_t = $t{i} AND _k < $k{i}))" for i in range(len(candidates))
+    )
+    for i, (t, k) in enumerate(candidates):
+        params.update({f"t{i}": t, f"k{i}": k})
+    counts = con.execute(f"SELECT {before} FROM ({query})", params).fetchone() or ()
     cuts: dict[int, tuple[Any, Any]] = {}
-    for t, k, first in rows:
+    for first, cut in zip(counts, candidates, strict=True):
         if first > 0:
-            cuts.setdefault(int(first), (t, k))
+            cuts.setdefault(int(first), cut)
     starts = [0, *sorted(cuts)]
     keys: list[tuple[Any, Any] | None] = [None, *(cuts[s] for s in starts[1:])]
     return [ShareRange(s, keys[i], keys[i + 1] if i + 1 < len(keys) else None) for i, s in enumerate(starts)]

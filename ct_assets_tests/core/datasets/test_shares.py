@@ -117,3 +117,18 @@ def test_rows_recomputed_on_a_worker_catch_a_row_edited_in_place(base_data: Path
 
     assert train_hash(False) == ds.train_hash
     assert train_hash(True) != ds.train_hash
+
+
+def test_beyond_the_sample_the_cuts_come_from_sampled_keys(base_data: Path, settings: Settings) -> None:
+    """More train rows than the planning sample: shares still cover every row once, in order, start at
+    exact positions, and are near even (a 300-key sample of some 3,000 rows)."""
+    s = use(base_data, settings)
+    ds = define(s, golden(s).golden_hash)
+    assert ds.n_train > 1000
+    with connect_reader(s) as con:
+        plan = plan_shares(con, s, ds, 3, sample_rows=300)
+        pieces = [read_share(con, s, ds, share) for share in plan]
+    assert len(pieces) == 3
+    assert [share.start for share in plan] == [0, pieces[0].height, pieces[0].height + pieces[1].height]
+    assert all(abs(p.height - ds.n_train / 3) < ds.n_train * 0.1 for p in pieces), [p.height for p in pieces]
+    assert_frame_equal(pl.concat(pieces), _all_rows(s, ds))
