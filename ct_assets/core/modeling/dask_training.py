@@ -114,7 +114,7 @@ def connected(address: str | None = None) -> Iterator[tuple[Any, str, list[str]]
     except OSError as e:
         raise CtError(f"cannot reach the Dask scheduler at {address} (${SCHEDULER_ENV}): {e}") from None
     with client, _seceded():
-        workers = sorted(client.scheduler_info()["workers"])
+        workers = worker_addresses(client)
         if not workers:
             raise CtError(f"the Dask scheduler at {address} has no workers")
         yield client, address, workers
@@ -148,7 +148,7 @@ def fit(
         fit_args["callbacks"] = [deadline]
     time_out = int(params.get("time_out", DEFAULT_TIME_OUT_MINUTES))
     clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = worker_addresses(client)
     # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
     with contextlib.redirect_stdout(sys.stderr), _watching(client, workers) as lost:
         try:
@@ -186,13 +186,21 @@ def _restart_survivors(client: Any, survivors: list[str]) -> str:
     return f"the workers that trained beside it were restarted ({', '.join(others)}); {after}"
 
 
+def worker_addresses(client: Any) -> list[str]:
+    """The scheduler's workers now, sorted, asked of the scheduler itself. Not `client.scheduler_info()`,
+    which returns the client's cached identity after refreshing it: its periodic refresh, which keeps no
+    workers, can land in between (distributed 2026.8); a training under load once saw both its workers
+    "gone" that way, we believe (the watcher's false alarm, not reproduced on purpose)."""
+    return sorted(client.nthreads())
+
+
 def _gone(client: Any, workers: list[str], wait_seconds: float = 0.0) -> list[str]:
     """Which of `workers` the scheduler no longer has, asking until one is gone or `wait_seconds` pass
     (an unanswered question counts as none gone)."""
     deadline = time.monotonic() + wait_seconds
     while True:
         with contextlib.suppress(Exception):
-            gone = sorted(set(workers) - set(client.scheduler_info()["workers"]))
+            gone = sorted(set(workers) - set(worker_addresses(client)))
             if gone:
                 return gone
         if time.monotonic() >= deadline:
