@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import Iterator
 
 
 @contextlib.contextmanager
 def long_lived() -> Iterator[None]:
-    """No automatic collection inside the block; afterwards, every object alive is frozen (module
-    objects, the instance, the GX context: they live as long as the process)."""
+    """No automatic collection inside the block; afterwards, when the block imported a module, every
+    object alive is frozen (module objects, the instance, the GX context: they live as long as the
+    process). A block that imported nothing (the imports were done before) freezes nothing, so that a
+    process running many cycles never freezes the garbage of the ones before."""
     enabled = gc.isenabled()
+    modules = len(sys.modules)
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if len(sys.modules) != modules:
+            gc.freeze()
         if enabled:
             gc.enable()
 
