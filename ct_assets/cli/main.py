@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ct_assets.cli.parser import build_parser
+from ct_assets.common.heap import freeze_for_exit
 from ct_assets.errors import CtError
 
 DEBUG_ENV = "CT_ASSETS_DEBUG"
@@ -357,5 +358,13 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+def run() -> int:
+    """The `ct-assets` program: main(), then the heap frozen, so that the interpreter's exit does not
+    collect it (1.5 to 2.4 s after a forced cycle; ct_assets.common.heap)."""
+    code = main()
+    freeze_for_exit()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

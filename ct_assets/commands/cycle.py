@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 from ct_assets.common.clock import utc_now
+from ct_assets.common.heap import long_lived
 from ct_assets.common.run_processes import dead_markers, ensure_dagster_home
 from ct_assets.config import Settings
 from ct_assets.core import alerts, registry
@@ -82,7 +83,8 @@ def _ingest(settings: Settings, out: dict[str, Any]) -> None:
     """An ingest run when ready files wait in the landing folder; its file counts go into `out`."""
     if not has_landed(settings):
         return
-    from ct_assets.commands.runs import failure_message, require_success, run_job
+    with long_lived():  # Dagster's import: objects that live as long as the process (common.heap)
+        from ct_assets.commands.runs import failure_message, require_success, run_job
 
     res = run_job("ingest_job", tags={TRIGGER_TAG: "cycle"})
     out["runs"]["ingest"] = res.run_id
@@ -108,8 +110,9 @@ def _train(settings: Settings, out: dict[str, Any], trigger: str, reason: str) -
     """The CT run, and its outcome in `out`: challenger, failed checks, verdict, report."""
     # Here, not at the top: Dagster, and the gate with scipy and LightGBM, which a cycle with nothing to
     # train (or only files to ingest) never needs.
-    from ct_assets.commands.runs import blocking_failures, failure_message, run_job
-    from ct_assets.core.gate.evaluation import report_path
+    with long_lived():
+        from ct_assets.commands.runs import blocking_failures, failure_message, run_job
+        from ct_assets.core.gate.evaluation import report_path
 
     t = time.perf_counter()
     res = run_job(

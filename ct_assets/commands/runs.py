@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from ct_assets.common.heap import long_lived
 from ct_assets.common.run_processes import leave_marker, markers_home, remove_marker
 from ct_assets.defs.constants import HOST_TAG, PID_TAG
 from ct_assets.defs.instance import instance, recover_dead_runs
@@ -54,10 +55,11 @@ def run_job(
     asset_selection: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute one of the project's jobs in this process, recorded in the DAGSTER_HOME instance."""
-    from ct_assets.definitions import defs
+    with long_lived():  # the definitions and the instance's storage live as long as the process
+        from ct_assets.definitions import defs
 
-    job = defs.resolve_job_def(name)
-    inst = instance()
+        job = defs.resolve_job_def(name)
+        inst = instance()
     recover(inst)
     tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     # Quiet by default: the CLI prints its own summary, and every event is in the run's log in the UI.

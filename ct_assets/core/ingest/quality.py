@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from ct_assets.common.heap import long_lived
 from ct_assets.config import Settings
 from ct_assets.config.settings import Feature
 
@@ -80,15 +81,17 @@ def _batch_definition() -> Any:
     """One ephemeral GX context per process, with progress bars off."""
     with _GX_LOCK:
         if "bd" not in _GX_STATE:
-            import great_expectations as gx
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+            # GX leaves about 200,000 objects to the collector, all living as long as the process.
+            with long_lived():
+                import great_expectations as gx
+                from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            ctx = gx.get_context(mode="ephemeral")
-            ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-            source = ctx.data_sources.add_pandas("ct_assets_deltas")
-            asset = source.add_dataframe_asset("delta")
-            _GX_STATE["bd"] = asset.add_batch_definition_whole_dataframe("whole_delta")
-            _GX_STATE["gx"] = gx
+                ctx = gx.get_context(mode="ephemeral")
+                ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+                source = ctx.data_sources.add_pandas("ct_assets_deltas")
+                asset = source.add_dataframe_asset("delta")
+                _GX_STATE["bd"] = asset.add_batch_definition_whole_dataframe("whole_delta")
+                _GX_STATE["gx"] = gx
         return _GX_STATE["bd"]
 
 
