@@ -171,8 +171,9 @@ def train_on_shares(
         y = chunks("y", lambda s: (s.rows,), np.int8)
         weighted = any(s.weighted for s in summaries)
         weights = chunks("weights", lambda s: (s.rows,), np.float64) if weighted else None
+        holding = workers[: len(loaded)]  # a plan can hold fewer shares than there are workers
         booster, time_out = dask_training.fit(
-            client, params, features, x, y, weights, budget_seconds, budget_source
+            client, holding, params, features, x, y, weights, budget_seconds, budget_source
         )
     info = dask_training.engine_info(address, [s.rows for s in summaries], booster, time_out, "each worker")
     trained = lgbm.TrainedModel(booster, features, params, time.perf_counter() - started, "dask", info)

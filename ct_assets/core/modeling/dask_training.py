@@ -122,6 +122,7 @@ def connected(address: str | None = None) -> Iterator[tuple[Any, str, list[str]]
 
 def fit(
     client: Any,
+    workers: list[str],
     params: dict[str, Any],
     features: list[dict[str, Any]],
     x: Any,
@@ -130,8 +131,8 @@ def fit(
     budget_seconds: float | None,
     budget_source: str,
 ) -> tuple[Any, int]:
-    """`DaskLGBMClassifier` fitted on dask arrays whose chunks lie on the workers; the booster and the
-    socket time-out used (minutes)."""
+    """`DaskLGBMClassifier` fitted on dask arrays whose chunks lie on `workers`; the booster and the
+    socket time-out used (minutes). Raises WorkerLost when one of `workers` leaves meanwhile."""
     import lightgbm as lgb
 
     fit_args: dict[str, Any] = {
@@ -148,11 +149,12 @@ def fit(
         fit_args["callbacks"] = [deadline]
     time_out = int(params.get("time_out", DEFAULT_TIME_OUT_MINUTES))
     clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
-    workers = worker_addresses(client)
     # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
     with contextlib.redirect_stdout(sys.stderr), _watching(client, workers) as lost:
         try:
             clf.fit(x, y, **fit_args)
+        except lgbm.TrainingBudgetExceeded:
+            raise
         except Exception:
             # LightGBM on the worker left may fail first ("Socket recv error"), before the watcher
             # sees the loss: ask the scheduler again before taking the error as it is.
@@ -261,7 +263,9 @@ def train(
         bounds = even_bounds(len(y), len(workers))
         x_on, y_on = (_scattered(client, a, bounds, workers) for a in (x, y))
         w_on = None if weights is None else _scattered(client, weights, bounds, workers)
-        booster, time_out = fit(client, params, features, x_on, y_on, w_on, budget_seconds, budget_source)
+        booster, time_out = fit(
+            client, workers[: len(bounds)], params, features, x_on, y_on, w_on, budget_seconds, budget_source
+        )
     info = engine_info(address, [end - start for start, end in bounds], booster, time_out, "this process")
     return lgbm.TrainedModel(booster, features, params, time.perf_counter() - started, "dask", info)
 
