@@ -13,6 +13,7 @@ from ct_assets.defs.assets import datasets, ingestion, monitoring, predictions, 
 from ct_assets.defs.checks.freshness import champion_model_data_lag_within_limit, raw_deltas_newest_file_fresh
 from ct_assets.defs.executors import executor_for
 from ct_assets.defs.jobs import ct_job, freshness_job, golden_job, ingest_job, registry_job
+from ct_assets.defs.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from ct_assets.defs.policies import freshness_policies
 from ct_assets.defs.resources import HandoffIOManager, SettingsResource
 from ct_assets.defs.sensors import (
@@ -52,15 +53,17 @@ def build_definitions() -> dg.Definitions:
         ),
         [asset for _, asset in ASSETS],
     )
+    # Cluster mode only: the DuckLake warehouse's nightly maintenance (the embedded file needs none).
+    maintenance = [lake_maintenance_job] if settings.cluster is not None else []
     sensors = build_sensors(
         interval_seconds(LANDING_INTERVAL_SECONDS), interval_seconds(RETRAIN_INTERVAL_SECONDS)
     )
     return dg.Definitions(
         assets=assets,
         asset_checks=[raw_deltas_newest_file_fresh, champion_model_data_lag_within_limit],
-        jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job],
+        jobs=[ingest_job, ct_job, registry_job, golden_job, freshness_job, *maintenance],
         sensors=[*sensors, run_failure_alert_sensor],
-        schedules=[freshness_schedule],
+        schedules=[freshness_schedule, *([lake_maintenance_schedule] if maintenance else [])],
         resources={
             "settings": settings_resource,
             # Replaces Dagster's default (pickling) IO manager for every asset: JSON hand-offs only.
