@@ -144,9 +144,17 @@ def train_on_shares(
             )
             for share, worker in zip(plan, workers, strict=False)
         ]
-        summaries: list[ShareSummary] = client.gather(
-            [_on(client, f, w, "summary") for f, w in zip(loaded, workers, strict=False)]
-        )
+        holding = workers[: len(loaded)]  # a plan can hold fewer shares than there are workers
+        # A share's task is pinned to its worker: without the watch, a lost worker's would wait forever.
+        with dask_training.stopped_if_lost(client, holding) as lost:
+            summaries: list[ShareSummary] = client.gather(
+                [_on(client, f, w, "summary") for f, w in zip(loaded, holding, strict=True)]
+            )
+        if lost:
+            raise dask_training.WorkerLost(
+                f"Dask worker {', '.join(lost)} left the cluster while reading its share of the training "
+                "rows: no model was trained; run again"
+            )
         rows = sum(s.rows for s in summaries)
         got = data_hash(
             rows,
@@ -171,7 +179,6 @@ def train_on_shares(
         y = chunks("y", lambda s: (s.rows,), np.int8)
         weighted = any(s.weighted for s in summaries)
         weights = chunks("weights", lambda s: (s.rows,), np.float64) if weighted else None
-        holding = workers[: len(loaded)]  # a plan can hold fewer shares than there are workers
         booster, time_out = dask_training.fit(
             client, holding, params, features, x, y, weights, budget_seconds, budget_source
         )

@@ -150,23 +150,31 @@ def fit(
     time_out = int(params.get("time_out", DEFAULT_TIME_OUT_MINUTES))
     clf = lgb.DaskLGBMClassifier(client=client, **{**params, "time_out": time_out})
     # lightgbm.dask prints its progress ("Finding random open ports ..."): stdout is the caller's.
-    with contextlib.redirect_stdout(sys.stderr), _watching(client, workers) as lost:
-        try:
-            clf.fit(x, y, **fit_args)
-        except lgbm.TrainingBudgetExceeded:
-            raise
-        except Exception:
-            # LightGBM on the worker left may fail first ("Socket recv error"), before the watcher
-            # sees the loss: ask the scheduler again before taking the error as it is.
-            lost.extend(w for w in _gone(client, workers, LOST_GRACE_SECONDS) if w not in lost)
-            if not lost:
-                raise
+    with contextlib.redirect_stdout(sys.stderr), stopped_if_lost(client, workers) as lost:
+        clf.fit(x, y, **fit_args)
     if lost:
         raise WorkerLost(
             f"Dask worker {', '.join(lost)} left the cluster while LightGBM trained on it: training "
             f"stopped and no model was saved; {_restart_survivors(client, [w for w in workers if w not in lost])}"
         )
     return clf.booster_, time_out
+
+
+@contextlib.contextmanager
+def stopped_if_lost(client: Any, workers: list[str]) -> Iterator[list[str]]:
+    """Runs the block while watching `workers` (_watching); yields the list of lost workers, which the
+    caller checks after the block. When one was lost, the block's own error (a cancelled wait, or
+    LightGBM's "Socket recv error" on the worker left, raised before the watcher saw the loss: the
+    scheduler is asked again for up to LOST_GRACE_SECONDS) is dropped for the caller's WorkerLost."""
+    with _watching(client, workers) as lost:
+        try:
+            yield lost
+        except lgbm.TrainingBudgetExceeded:
+            raise
+        except Exception:
+            lost.extend(w for w in _gone(client, workers, LOST_GRACE_SECONDS) if w not in lost)
+            if not lost:
+                raise
 
 
 def _restart_survivors(client: Any, survivors: list[str]) -> str:
