@@ -22,7 +22,9 @@ WORKSPACE = """load_from:
 """
 
 
-def _workspace(home: Path) -> Path:
+def workspace_file(home: Path) -> Path:
+    """The workspace.yaml the web UI and the daemon load: the one in the current folder (a checkout),
+    else one written into DAGSTER_HOME naming the installed package."""
     local = Path.cwd() / "workspace.yaml"
     if local.is_file():
         return local
@@ -50,7 +52,7 @@ def run_demo(settings: Settings, *, host: str, port: int, interval: float, rows:
     init_warehouse(settings)
     home = ensure_dagster_home()
     create_instance_storage(home)
-    cmd = dagster_dev_command(host, port, _workspace(home))
+    cmd = dagster_dev_command(host, port, workspace_file(home))
     print(f"starting the Dagster web UI and daemon: http://{host}:{port}  (DAGSTER_HOME={home})", flush=True)
     print(
         f"feeding {rows} rows every {interval:g} s into {settings.paths.landing}; Ctrl-C stops both",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from ct_assets.commands.demo import _workspace, dagster_dev_command
+from ct_assets.commands.demo import dagster_dev_command, workspace_file
 from ct_assets.errors import CtError
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def run_demo_cluster(folder: Path, *, host: str, port: int, interval: float, row
         create_instance_storage(home)
         start_dask(cluster, 2)  # after the config exists: the workers inherit its environment
         os.environ.update(cluster.env)
-        dev = cluster.spawn("dagster-dev", dagster_dev_command(host, port, _workspace(home)), cwd=root)
+        dev = cluster.spawn("dagster-dev", dagster_dev_command(host, port, workspace_file(home)), cwd=root)
         env = cluster.env
         print(f"cluster demo in {root} (services up in {time.monotonic() - started:.1f} s)", flush=True)
         print(f"  web UI + daemon (dagster dev): http://{host}:{port}  pid {dev.proc.pid}", flush=True)

@@ -43,7 +43,6 @@ def cluster_extra_missing() -> str:
 @dataclass
 class Postgres:
     root: Path
-    bin: Path
     port: int
 
     def start(self) -> None:
@@ -111,14 +110,13 @@ class Services:
 @contextlib.contextmanager
 def running_services() -> Iterator[Services]:
     """Start PostgreSQL and moto on free loopback ports; stop both on exit."""
-    bin_dir = pg_bin()
-    if bin_dir is None:
+    if pg_bin() is None:
         raise RuntimeError(
             "PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)"
         )
     root = Path(tempfile.mkdtemp(prefix="ct_cluster_"))
     root.chmod(0o755)
-    postgres = Postgres(root / "pg", bin_dir, free_port())
+    postgres = Postgres(root / "pg", free_port())
     (root / "pg").mkdir()
     moto = None
     try:
