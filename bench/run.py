@@ -222,7 +222,7 @@ def child_sensor_tick(roots: list[str], ticks: int) -> None:
     from ct_assets.core import registry
     from ct_assets.core.triggers.snapshot import snapshot_path
     from ct_assets.defs.resources import SettingsResource
-    from ct_assets.defs.sensors import retrain_sensor
+    from ct_assets.defs.sensors import RETRAIN_INTERVAL_SECONDS, build_sensors
     from ct_assets.store.warehouse import connect_writer
 
     def promote(root: str, watermark: str) -> int:
@@ -249,6 +249,7 @@ def child_sensor_tick(roots: list[str], ticks: int) -> None:
             )
         return mark
 
+    retrain_sensor = next(x for x in build_sensors(1, RETRAIN_INTERVAL_SECONDS) if x.name == "retrain_sensor")
     out: list[dict] = []
     with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
         for watermark in ("recent", "old"):
